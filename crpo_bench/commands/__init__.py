@@ -1,0 +1,1 @@
+"""One module per `crpo-bench` verb: `add_parser(subparsers)` and `run(args) -> exit code`."""

@@ -1,0 +1,89 @@
+"""`crpo-bench score INPUT.jsonl -o OUTPUT.jsonl`: score every response of a JSONL file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tabulate import tabulate
+
+from ..aggregate import summarize
+from ..jsonl import InputError, read_jsonl, write_jsonl_atomic
+from ..scoring import DEGENERATE_POLICIES, METRIC_FIELDS, METRICS, Scorer, ScoringConfig, default_metrics
+from ..text import TOKENIZERS
+
+SCOPES = ("task", "prompt", "all")
+STRING_FIELDS = ("response", "prompt", "task")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "score",
+        help="score the responses of a JSONL file",
+        description="Score each row's `response` (rows may also carry `prompt`, `task`, `id`). "
+        "Writes the rows plus one field per metric and `degenerate`, and prints a per-task summary.",
+    )
+    p.add_argument("input", help="JSONL, one object per line with a string `response`")
+    p.add_argument("-o", "--output", required=True, help="output JSONL (written atomically)")
+    p.add_argument("--metrics", nargs="+", choices=METRICS, metavar="METRIC",
+                   help=f"metrics to compute (default: all offline ones, plus quality with --reward-model): {', '.join(METRICS)}")
+    p.add_argument("--scope", choices=SCOPES, default="task",
+                   help="which responses form a corpus: same task (default), same task and prompt, or all rows")
+    p.add_argument("--embedder", help="sentence embedder: hub id or local folder (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--lm", help="causal LM for surprise: hub id or local folder (default: packaged SmolLM2-135M-Instruct)")
+    p.add_argument("--reward-model", help="sequence-classification reward model for quality: hub id or local folder")
+    p.add_argument("--degenerate", choices=DEGENERATE_POLICIES, default="exclude",
+                   help="exclude (default): degenerate answers leave every corpus and score 0; "
+                   "reference_compat: score them like the paper's code")
+    p.add_argument("--tokenizer", choices=TOKENIZERS, default="regex", help="word tokenizer for DSI, novelty, n-grams")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk embedding cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def read_rows(path: str) -> list[dict]:
+    rows = []
+    for lineno, row in read_jsonl(path):
+        if "response" not in row:
+            raise InputError(f"{path}:{lineno}: missing field 'response'")
+        for name in STRING_FIELDS:
+            if name in row and not (isinstance(row[name], str) or (name != "response" and row[name] is None)):
+                raise InputError(f"{path}:{lineno}: field {name!r} must be a string, got {type(row[name]).__name__}")
+        if "id" in row and not isinstance(row["id"], (str, int)):
+            raise InputError(f"{path}:{lineno}: field 'id' must be a string or an integer, got {type(row['id']).__name__}")
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{path}: no rows to score")
+    return rows
+
+
+def corpus_key(row: dict, scope: str):
+    if scope == "task":
+        return row.get("task")
+    if scope == "prompt":
+        return (row.get("task"), row.get("prompt"))
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = read_rows(args.input)
+    config = ScoringConfig(
+        embedder=args.embedder, lm=args.lm, reward_model=args.reward_model, degenerate=args.degenerate,
+        tokenizer=args.tokenizer, embedding_cache=not args.no_cache, progress=not args.quiet,
+    )
+    metrics = args.metrics or default_metrics(config)
+    result = Scorer(config).score(
+        [r["response"] for r in rows],
+        corpus_ids=[corpus_key(r, args.scope) for r in rows],
+        prompts=[r.get("prompt") for r in rows],
+        metrics=metrics,
+    )
+    scored = [{**row, **scores} for row, scores in zip(rows, result.rows)]
+    write_jsonl_atomic(args.output, scored)
+
+    fields = [f for m in metrics for f in METRIC_FIELDS[m]]
+    summary = summarize(scored, fields, lambda r: r.get("task") or "-",
+                        include_degenerate=args.degenerate == "reference_compat")
+    table = [[task, s["n"], s["degenerate"], *(s[f] for f in fields)] for task, s in sorted(summary.items())]
+    print(tabulate(table, headers=["task", "n", "degenerate", *fields], floatfmt=".4f", missingval="-"))
+    print(f"wrote {len(scored)} rows to {args.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,212 @@
+"""The one entry point every part calls: responses + corpora -> per-response metrics.
+
+`Scorer.score(responses, corpus_ids, prompts, metrics)` groups responses into corpora
+(the scope: a task, a prompt, or any explicit grouping), embeds every distinct word and
+every distinct text of the whole call once, in batches and through the disk cache,
+then evaluates each metric's closed form per corpus.
+
+Degenerate answers (empty, whitespace or punctuation only, fewer than two unique
+words) are flagged. With the default policy `exclude` they are left out of every
+corpus (they change nobody else's novelty, diversity or themes) and get novelty,
+diversity and theme uniqueness 0, so a model cannot earn creativity by saying
+nothing. `reference_compat` keeps them in their corpus and scores them by the
+formulas, as the paper's code does (an empty answer then gets DSI 0 and a large
+novelty 2 * DSI(corpus)).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import models, text
+from .embedding_cache import EmbeddingCache, embed_with_cache
+from .metrics import ngrams, quality, semantic, surprise, themes
+
+DEGENERATE_POLICIES = ("exclude", "reference_compat")
+
+# metric name -> the output fields it writes on each response
+METRIC_FIELDS = {
+    "dsi": ("dsi",),
+    "novelty": ("novelty",),
+    "diversity": ("diversity",),
+    "theme_uniqueness": ("theme_uniqueness", "num_themes"),
+    "ngram_diversity": tuple(f"ngram_diversity_{n}" for n in ngrams.NGRAM_ORDERS),
+    "surprise": ("surprise", "perplexity"),
+    "quality": ("quality",),
+}
+METRICS = tuple(METRIC_FIELDS)
+EMBEDDING_METRICS = ("dsi", "novelty", "diversity", "theme_uniqueness")
+OFFLINE_METRICS = ("dsi", "novelty", "diversity", "theme_uniqueness", "ngram_diversity", "surprise")
+
+
+@dataclass
+class ScoringConfig:
+    """How to score. Model names: None = offline default, else a hub id or a local folder."""
+
+    embedder: str | None = None
+    lm: str | None = None
+    reward_model: str | None = None
+    degenerate: str = "exclude"
+    tokenizer: str = "regex"
+    embedding_cache: bool = True
+    cache_path: Path | None = None  # default: <cache dir>/embeddings.sqlite
+    embed_batch_size: int = 512
+    progress: bool = False
+
+    def __post_init__(self):
+        if self.degenerate not in DEGENERATE_POLICIES:
+            raise ValueError(f"degenerate policy {self.degenerate!r}: choose one of {DEGENERATE_POLICIES}")
+        if self.tokenizer not in text.TOKENIZERS:
+            raise ValueError(f"tokenizer {self.tokenizer!r}: choose one of {text.TOKENIZERS}")
+
+
+@dataclass
+class ScoreResult:
+    rows: list[dict]  # per response: "degenerate" (kind or None) and every metric field
+    corpora: dict = field(default_factory=dict)  # corpus id -> corpus-level statistics
+
+
+def check_metrics(metrics: Sequence[str], config: ScoringConfig) -> tuple[str, ...]:
+    unknown = [m for m in metrics if m not in METRIC_FIELDS]
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; available: {', '.join(METRICS)}")
+    if "quality" in metrics and not config.reward_model:
+        raise ValueError("metric 'quality' needs a reward model (--reward-model NAME_OR_FOLDER)")
+    return tuple(dict.fromkeys(metrics))
+
+
+def default_metrics(config: ScoringConfig) -> tuple[str, ...]:
+    return OFFLINE_METRICS + (("quality",) if config.reward_model else ())
+
+
+# Models are loaded once per process and shared by every Scorer (lm-eval calls the
+# scorer once per task; loading MiniLM or SmolLM2 each time would dominate).
+_load_embedder = functools.lru_cache(maxsize=4)(models.load_embedder)
+_load_causal_lm = functools.lru_cache(maxsize=2)(models.load_causal_lm)
+_load_reward_model = functools.lru_cache(maxsize=2)(models.load_reward_model)
+
+
+class Scorer:
+    def __init__(self, config: ScoringConfig | None = None, embedder=None):
+        self.config = config or ScoringConfig()
+        self._embedder = embedder  # an injected Embedder (tests, benchmarks)
+        self._cache = None
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            self._embedder = _load_embedder(self.config.embedder, self.config.embed_batch_size)
+        return self._embedder
+
+    @property
+    def cache(self) -> EmbeddingCache | None:
+        if self._cache is None and self.config.embedding_cache:
+            self._cache = EmbeddingCache(self.config.cache_path or models.cache_dir() / "embeddings.sqlite")
+        return self._cache
+
+    def embed(self, texts: list[str], desc: str) -> np.ndarray:
+        """Unit float64 embeddings of distinct texts, via the cache."""
+        vectors = embed_with_cache(self.embedder, texts, self.cache, self.config.progress, desc)
+        return semantic.unit_rows(vectors)
+
+    def score(
+        self,
+        responses: Sequence[str],
+        corpus_ids: Sequence[Hashable] | None = None,
+        prompts: Sequence[str | None] | None = None,
+        metrics: Sequence[str] | None = None,
+    ) -> ScoreResult:
+        """Score `responses`; responses with equal `corpus_ids` form one corpus (default: one corpus)."""
+        cfg = self.config
+        metrics = check_metrics(metrics if metrics is not None else default_metrics(cfg), cfg)
+        n = len(responses)
+        corpus_ids = list(corpus_ids) if corpus_ids is not None else [None] * n
+        prompts = list(prompts) if prompts is not None else [None] * n
+        if not (len(corpus_ids) == len(prompts) == n):
+            raise ValueError("responses, corpus_ids and prompts must have the same length")
+
+        kinds = [text.degenerate_kind(r, cfg.tokenizer) for r in responses]
+        in_corpus = np.array([k is None or cfg.degenerate == "reference_compat" for k in kinds])
+        rows = [{"degenerate": kind} for kind in kinds]
+        corpora: dict = {}
+        members: dict[Hashable, list[int]] = {}
+        for i, cid in enumerate(corpus_ids):
+            members.setdefault(cid, []).append(i)
+        for cid, idx in members.items():
+            corpora[cid] = {"n": len(idx), "n_degenerate": sum(kinds[i] is not None for i in idx)}
+
+        if any(m in metrics for m in EMBEDDING_METRICS):
+            self._semantic(responses, members, in_corpus, metrics, rows, corpora)
+        if "ngram_diversity" in metrics:
+            self._ngrams(responses, members, in_corpus, rows, corpora)
+        if "surprise" in metrics:
+            model, tokenizer = _load_causal_lm(cfg.lm)
+            nll = surprise.response_nll(model, tokenizer, prompts, list(responses), progress=cfg.progress)
+            for row, value in zip(rows, nll):
+                row["surprise"], row["perplexity"] = _num(value), _num(surprise.perplexity(value))
+        if "quality" in metrics:
+            model, tokenizer = _load_reward_model(cfg.reward_model)
+            rewards = quality.reward_scores(model, tokenizer, prompts, list(responses), progress=cfg.progress)
+            for row, value in zip(rows, rewards):
+                row["quality"] = _num(value)
+        return ScoreResult(rows, corpora)
+
+    def _semantic(self, responses, members, in_corpus, metrics, rows, corpora) -> None:
+        cfg = self.config
+        word_metrics = "dsi" in metrics or "novelty" in metrics
+        text_metrics = "diversity" in metrics or "theme_uniqueness" in metrics
+        if word_metrics:
+            # Words of excluded answers are never embedded: they belong to no corpus
+            # and their DSI is 0 by definition (< 2 unique words).
+            words = [text.unique_words(r, cfg.tokenizer) if keep else [] for r, keep in zip(responses, in_corpus)]
+            vocab = sorted({w for ws in words for w in ws})
+            index = {w: j for j, w in enumerate(vocab)}
+            word_vectors = self.embed(vocab, "embedding words")
+            bags = semantic.bag_of_words([[index[w] for w in ws] for ws in words], len(vocab))
+        if text_metrics:
+            distinct_texts = sorted({r for r, keep in zip(responses, in_corpus) if keep})
+            text_row = {t: j for j, t in enumerate(distinct_texts)}
+            text_vectors = self.embed(distinct_texts, "embedding texts")
+
+        for cid, idx in members.items():
+            kept = [i for i in idx if in_corpus[i]]
+            scores: dict[str, np.ndarray] = {}
+            if word_metrics and kept:
+                scores["dsi"], scores["novelty"], corpora[cid]["corpus_dsi"] = semantic.dsi_and_novelty(
+                    bags[kept], word_vectors)
+            if text_metrics and kept:
+                vectors = text_vectors[[text_row[responses[i]] for i in kept]]
+                scores["diversity"] = semantic.diversity(vectors)
+                labels = themes.theme_labels(vectors)
+                scores["theme_uniqueness"] = themes.theme_uniqueness(labels)
+                corpora[cid]["num_themes"] = int(labels.max()) + 1
+            asked = [m for m in EMBEDDING_METRICS if m in metrics]
+            for i in idx:  # excluded answers score 0: never a reward for saying nothing
+                rows[i].update({m: 0.0 for m in asked})
+            for m in asked:
+                for i, value in zip(kept, scores.get(m, ())):
+                    rows[i][m] = float(value)
+            if "theme_uniqueness" in metrics:
+                for i in idx:
+                    rows[i]["num_themes"] = corpora[cid].get("num_themes", 0)
+
+    def _ngrams(self, responses, members, in_corpus, rows, corpora) -> None:
+        sequences = [text.word_sequence(r, self.config.tokenizer) for r in responses]
+        for i, words in enumerate(sequences):
+            for n in ngrams.NGRAM_ORDERS:
+                rows[i][f"ngram_diversity_{n}"] = ngrams.ngram_diversity(words, n)
+        for cid, idx in members.items():
+            kept = [sequences[i] for i in idx if in_corpus[i]]
+            for n in ngrams.NGRAM_ORDERS:
+                corpora[cid][f"ngram_diversity_{n}"] = ngrams.corpus_ngram_diversity(kept, n)
+
+
+def _num(value: float) -> float | None:
+    """JSON-safe float: NaN (undefined) becomes None."""
+    return None if value is None or math.isnan(value) else float(value)
