@@ -57,6 +57,12 @@ def _package_file(package: str, relative: str) -> Path | None:
     return path if path.exists() else None
 
 
+def _check_hub_id(kind: str, name: str) -> None:
+    """A name written as a path that does not exist is a typo, not a hub id: say so at once."""
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        raise ModelLoadError(f"{kind} folder {name!r} does not exist")
+
+
 def _load_error(kind: str, name: str, flag: str, err: Exception) -> ModelLoadError:
     return ModelLoadError(
         f"cannot load {kind} {name!r}: it is not a local folder and loading it from the "
@@ -116,6 +122,7 @@ def load_embedder(name: str | None = None, batch_size: int = 512) -> Embedder:
     if Path(name).is_dir():
         folder = Path(name).resolve()
         return Embedder(SentenceTransformer(str(folder), device=device()), f"local:{folder}", batch_size)
+    _check_hub_id("sentence embedder", name)
     try:
         return Embedder(SentenceTransformer(name, device=device()), name, batch_size)
     except Exception as err:  # hub errors come in many types; all mean "not loadable"
@@ -178,6 +185,8 @@ def load_causal_lm(name: str | None = None):
         name = str(smollm2_folder())
     elif name in LM_ALIASES:
         name = DEFAULT_LM
+    if not Path(name).is_dir():
+        _check_hub_id("causal LM", name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name)
@@ -195,6 +204,8 @@ def load_reward_model(name: str):
     """(model, tokenizer) of a sequence classifier with one output (the reward)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if not Path(name).is_dir():
+        _check_hub_id("reward model", name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForSequenceClassification.from_pretrained(name)

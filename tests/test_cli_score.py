@@ -1,0 +1,168 @@
+"""`crpo-bench score`: the installed console script end to end, and every bad-input message."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crpo_bench.cli import main
+from crpo_bench.embedding_cache import EmbeddingCache
+
+ROWS = [
+    {"id": 1, "task": "aut", "prompt": "Uses for a brick?", "response": "Hollow it out as a planter for succulents."},
+    {"id": 2, "task": "aut", "prompt": "Uses for a brick?", "response": "Grind it into pigment for a mural."},
+    {"id": 3, "task": "aut", "prompt": "Uses for a brick?", "response": ""},
+    {"id": "p-1", "task": "poems", "prompt": "A poem about rain.", "response": "The roof keeps time in silver ticks."},
+    {"id": "p-2", "task": "poems", "prompt": "A poem about rain.", "response": "Clouds unpack their glass luggage."},
+]
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def crpo_bench_executable() -> str:
+    """The console script installed beside this Python (the wheel's entry point)."""
+    exe = Path(sys.executable).parent / "crpo-bench"
+    return str(exe) if exe.exists() else shutil.which("crpo-bench")
+
+
+def test_console_script_scores_a_file(tmp_path):
+    src = write_lines(tmp_path / "in.jsonl", [json.dumps(r) for r in ROWS])
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "CRPO_BENCH_CACHE": os.environ.get("CRPO_BENCH_CACHE", str(tmp_path / "cache"))}
+    exe = crpo_bench_executable()
+    assert exe, "the crpo-bench console script is not installed"
+    proc = subprocess.run(
+        [exe, "score", str(src), "-o", str(out), "--metrics", "novelty", "diversity", "ngram_diversity", "--quiet"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(scored) == len(ROWS)
+    for row, original in zip(scored, ROWS):
+        assert {k: row[k] for k in original} == original  # input fields kept as they were
+        assert set(row) == set(original) | {"degenerate", "novelty", "diversity"} | {
+            f"ngram_diversity_{n}" for n in range(1, 6)}
+    assert scored[2]["degenerate"] == "empty" and scored[2]["novelty"] == 0.0
+    # per task corpora: two real answers each, so their diversities are equal pairwise
+    assert scored[0]["diversity"] == pytest.approx(scored[1]["diversity"], abs=1e-9)
+    assert scored[3]["diversity"] == pytest.approx(scored[4]["diversity"], abs=1e-9)
+    table = proc.stdout.splitlines()
+    assert table[0].split()[:5] == ["task", "n", "degenerate", "novelty", "diversity"]
+    aut = next(line for line in table if line.startswith("aut")).split()
+    assert aut[1:3] == ["3", "1"]
+    assert float(aut[4]) == pytest.approx(scored[0]["diversity"], abs=1e-4)
+
+
+def test_prompt_scope_makes_one_corpus_per_prompt(tmp_path, isolated_cache, monkeypatch):
+    rows = [dict(r, task="aut") for r in ROWS if r["response"]]
+    src = write_lines(tmp_path / "in.jsonl", [json.dumps(r) for r in rows])
+    out = tmp_path / "out.jsonl"
+    assert main(["score", str(src), "-o", str(out), "--metrics", "diversity", "--scope", "prompt", "--quiet"]) == 0
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    # two answers per prompt: each pair has equal diversity, and the prompts differ
+    assert scored[0]["diversity"] == pytest.approx(scored[1]["diversity"], abs=1e-9)
+    assert scored[2]["diversity"] == pytest.approx(scored[3]["diversity"], abs=1e-9)
+    assert scored[0]["diversity"] != pytest.approx(scored[2]["diversity"], abs=1e-6)
+
+
+@pytest.mark.parametrize("lines, message", [
+    (['{"response": "a b"}', '{"response": "c d"'], "in.jsonl:2: malformed JSON"),
+    (['{"response": "a b"}', "", '{"prompt": "x"}'], "in.jsonl:3: missing field 'response'"),
+    (['{"response": 42}'], "in.jsonl:1: field 'response' must be a string, got int"),
+    (['{"response": null}'], "in.jsonl:1: field 'response' must be a string, got NoneType"),
+    (['{"response": "a b", "prompt": ["x"]}'], "in.jsonl:1: field 'prompt' must be a string, got list"),
+    (['{"response": "a b", "task": 3.5}'], "in.jsonl:1: field 'task' must be a string, got float"),
+    (['{"response": "a b", "id": {"k": 1}}'], "in.jsonl:1: field 'id' must be a string or an integer, got dict"),
+    (['["response", "a b"]'], "in.jsonl:1: expected a JSON object, got list"),
+    (["", "  "], "in.jsonl: no rows to score"),
+])
+def test_bad_input_names_line_and_field_and_keeps_old_output(tmp_path, capsys, lines, message):
+    src = write_lines(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "out.jsonl"
+    out.write_text("previous results\n")
+    assert main(["score", str(src), "-o", str(out), "--metrics", "novelty", "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+    assert out.read_text() == "previous results\n"  # nothing already computed is lost
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]  # no temp file left
+
+
+def test_missing_input_file(tmp_path, capsys):
+    assert main(["score", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl")]) == 2
+    assert "nope.jsonl: no such file" in capsys.readouterr().err
+
+
+def test_quality_without_reward_model_is_refused(tmp_path, capsys):
+    src = write_lines(tmp_path / "in.jsonl", ['{"response": "a b"}'])
+    assert main(["score", str(src), "-o", str(tmp_path / "o.jsonl"), "--metrics", "quality"]) == 2
+    assert "needs a reward model (--reward-model" in capsys.readouterr().err
+
+
+class CountingEmbedder:
+    """Wraps the real embedder and records how many texts it was asked to encode."""
+
+    def __init__(self, inner):
+        self.inner, self.key, self.encoded = inner, inner.key, 0
+
+    @property
+    def dimension(self):
+        return self.inner.dimension
+
+    def encode(self, texts, progress=False, desc=""):
+        self.encoded += len(texts)
+        return self.inner.encode(texts)
+
+
+def test_embedding_cache_makes_a_rerun_embed_nothing(embedder, isolated_cache):
+    from crpo_bench import Scorer, ScoringConfig
+
+    responses = [r["response"] for r in ROWS]
+    first = CountingEmbedder(embedder)
+    a = Scorer(ScoringConfig(cache_path=isolated_cache), embedder=first).score(responses, metrics=["novelty", "diversity"])
+    assert first.encoded > 0
+    second = CountingEmbedder(embedder)
+    b = Scorer(ScoringConfig(cache_path=isolated_cache), embedder=second).score(responses, metrics=["novelty", "diversity"])
+    assert second.encoded == 0
+    assert a.rows == b.rows
+    # one more answer: only its new words and the new text are embedded
+    third = CountingEmbedder(embedder)
+    Scorer(ScoringConfig(cache_path=isolated_cache), embedder=third).score(
+        responses + ["Grind it into glitter"], metrics=["novelty", "diversity"])
+    assert third.encoded == 2  # "glitter" and the new text; "grind", "it", "into" are known
+    cache = EmbeddingCache(isolated_cache)
+    assert set(cache.get(embedder.key, ["glitter", "nonexistent-word"])) == {"glitter"}
+
+
+def test_no_cache_option_reads_and_writes_nothing(embedder, tmp_path):
+    from crpo_bench import Scorer, ScoringConfig
+
+    path = tmp_path / "never.sqlite"
+    Scorer(ScoringConfig(cache_path=path, embedding_cache=False), embedder=embedder).score(["a b", "c d"],
+                                                                                          metrics=["novelty"])
+    assert not path.exists()
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    from crpo_bench.jsonl import write_jsonl_atomic
+
+    out = tmp_path / "scored.jsonl"
+    out.write_text('{"old": 1}\n')
+
+    def rows_then_crash():
+        yield {"new": 1}
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed mid-write"):
+        write_jsonl_atomic(out, rows_then_crash())
+    assert out.read_text() == '{"old": 1}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["scored.jsonl"]
+    write_jsonl_atomic(out, [{"new": 1}, {"new": 2}])
+    assert out.read_text() == '{"new": 1}\n{"new": 2}\n'

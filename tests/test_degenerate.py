@@ -1,0 +1,94 @@
+"""Degenerate answers in both policies, against brute force from the spec."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from crpo_bench import Scorer, ScoringConfig
+
+REAL = [
+    "Hollow it out and use it as a tiny planter for succulents.",
+    "Grind it into red powder and paint a mural with it.",
+    "Heat it in the oven and wrap it in a towel as a bed warmer.",
+]
+DEGENERATE = {"": "empty", "   ": "no_words", "?!...": "no_words", "Brick.": "one_word", "brick BRICK brick": "one_word"}
+METRICS = ["dsi", "novelty", "diversity", "theme_uniqueness", "ngram_diversity"]
+
+
+def words(t):
+    return sorted({w.lower() for w in re.findall(r"\w+(?:'\w+)*", t)})
+
+
+def brute_dsi(vectors):
+    n = len(vectors)
+    if n < 2:
+        return 0.0
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                a, b = vectors[i], vectors[j]
+                total += 1 - float(a @ b) / math.sqrt(float(a @ a) * float(b @ b))
+    return total / (n * (n - 1))
+
+
+@pytest.fixture
+def corpus():
+    return REAL[:1] + list(DEGENERATE) + REAL[1:]
+
+
+def test_exclude_flags_zeroes_and_leaves_others_untouched(embedder, isolated_cache, corpus):
+    scorer = Scorer(ScoringConfig(cache_path=isolated_cache), embedder=embedder)
+    mixed = scorer.score(corpus, metrics=METRICS)
+    clean = scorer.score(REAL, metrics=METRICS)
+    for answer, row in zip(corpus, mixed.rows):
+        if answer in DEGENERATE:
+            assert row["degenerate"] == DEGENERATE[answer]
+            assert (row["dsi"], row["novelty"], row["diversity"], row["theme_uniqueness"]) == (0, 0, 0, 0)
+        else:
+            assert row["degenerate"] is None
+    real_rows = [r for a, r in zip(corpus, mixed.rows) if a not in DEGENERATE]
+    for got, want in zip(real_rows, clean.rows):
+        for field in ("dsi", "novelty", "diversity", "theme_uniqueness", "num_themes"):
+            assert got[field] == pytest.approx(want[field], abs=1e-9), field
+    assert mixed.corpora[None]["n"] == len(corpus)
+    assert mixed.corpora[None]["n_degenerate"] == len(DEGENERATE)
+    assert mixed.corpora[None]["corpus_dsi"] == pytest.approx(clean.corpora[None]["corpus_dsi"], abs=1e-9)
+    assert mixed.corpora[None]["ngram_diversity_1"] == clean.corpora[None]["ngram_diversity_1"]
+
+
+def test_reference_compat_scores_them_like_the_paper(embedder, isolated_cache, corpus):
+    scorer = Scorer(ScoringConfig(cache_path=isolated_cache, degenerate="reference_compat"), embedder=embedder)
+    result = scorer.score(corpus, metrics=["dsi", "novelty", "diversity"])
+    encode = lambda t: embedder.model.encode([t])[0]  # noqa: E731
+    corpus_dsi = brute_dsi([encode(w) for w in words(" ".join(corpus))])
+    text_vectors = [encode(t) for t in corpus]
+    for k, (answer, row) in enumerate(zip(corpus, result.rows)):
+        assert row["degenerate"] == DEGENERATE.get(answer)
+        own = brute_dsi([encode(w) for w in words(answer)])
+        assert row["dsi"] == pytest.approx(own, abs=1e-5)
+        assert row["novelty"] == pytest.approx(2 * abs(own - corpus_dsi), abs=1e-5)
+        others = [1 - float(text_vectors[k] @ v) / math.sqrt(float(text_vectors[k] @ text_vectors[k]) * float(v @ v))
+                  for j, v in enumerate(text_vectors) if j != k]
+        assert row["diversity"] == pytest.approx(sum(others) / len(others), abs=1e-5)
+    # the exploit the default policy closes: an empty answer out-scores every real one
+    empty_novelty = result.rows[corpus.index("")]["novelty"]
+    assert empty_novelty == pytest.approx(2 * corpus_dsi, abs=1e-5)
+    assert empty_novelty > 5 * max(r["novelty"] for a, r in zip(corpus, result.rows) if a in REAL)
+
+
+def test_a_corpus_of_only_degenerate_answers(embedder, isolated_cache):
+    scorer = Scorer(ScoringConfig(cache_path=isolated_cache), embedder=embedder)
+    result = scorer.score(["", "ok"], metrics=METRICS)
+    assert [r["novelty"] for r in result.rows] == [0.0, 0.0]
+    assert [r["num_themes"] for r in result.rows] == [0, 0]
+    assert result.corpora[None]["ngram_diversity_1"] is None
+
+
+def test_single_real_answer_has_zero_diversity_and_its_own_theme(embedder, isolated_cache):
+    scorer = Scorer(ScoringConfig(cache_path=isolated_cache), embedder=embedder)
+    row = scorer.score(REAL[:1], metrics=["novelty", "diversity", "theme_uniqueness"]).rows[0]
+    assert (row["novelty"], row["diversity"], row["theme_uniqueness"], row["num_themes"]) == (0.0, 0.0, 1.0, 1)
