@@ -47,11 +47,11 @@ class EmbeddingCache:
 
 
 def embed_with_cache(embedder, texts: list[str], cache: EmbeddingCache | None,
-                     progress: bool = False, desc: str = "embedding") -> np.ndarray:
+                     progress: bool = False, desc: str = "embedding", batch_size: int = 32) -> np.ndarray:
     """Embeddings of distinct `texts` (rows in the same order); only unknown texts are encoded."""
     known = cache.get(embedder.key, texts) if cache is not None else {}
     missing = [t for t in texts if t not in known]
-    fresh = embedder.encode(missing, progress=progress, desc=desc)
+    fresh = embedder.encode(missing, progress=progress, desc=desc, batch_size=batch_size)
     if cache is not None and missing:
         cache.put(embedder.key, missing, fresh)
     known.update(zip(missing, fresh))

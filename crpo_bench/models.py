@@ -81,22 +81,26 @@ class Embedder:
 
     model: object  # sentence_transformers.SentenceTransformer
     key: str
-    batch_size: int = 512
 
-    def encode(self, texts: list[str], progress: bool = False, desc: str = "embedding") -> np.ndarray:
-        """Unit-normalised float32 embeddings, one row per text, in batches."""
+    def encode(self, texts: list[str], progress: bool = False, desc: str = "embedding",
+               batch_size: int = 32) -> np.ndarray:
+        """Unit-normalised float32 embeddings, one row per text, in batches.
+
+        Single words run well in batches of 512; whole answers need small batches (the
+        attention of 512 texts of 200 tokens alone takes ~1 GB).
+        """
         from tqdm.auto import tqdm
 
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         # Chunks of several batches: a visible progress bar, and sentence-transformers
         # still sorts each chunk by length so batches pad little.
-        chunk = self.batch_size * 8
+        chunk = max(batch_size * 8, 1024)
         with tqdm(total=len(texts), desc=desc, unit="text", disable=not progress or not texts) as bar:
             for start in range(0, len(texts), chunk):
                 part = texts[start : start + chunk]
                 out[start : start + len(part)] = self.model.encode(
                     part,
-                    batch_size=self.batch_size,
+                    batch_size=batch_size,
                     normalize_embeddings=True,
                     convert_to_numpy=True,
                     show_progress_bar=False,
@@ -110,21 +114,21 @@ class Embedder:
         return int(get_dim())
 
 
-def load_embedder(name: str | None = None, batch_size: int = 512) -> Embedder:
+def load_embedder(name: str | None = None) -> Embedder:
     from sentence_transformers import SentenceTransformer
 
     name = name or DEFAULT_EMBEDDER
     if name in EMBEDDER_ALIASES:
         packaged = _package_file(MINILM_PACKAGE, "model")
         if packaged is not None:
-            return Embedder(SentenceTransformer(str(packaged), device=device()), DEFAULT_EMBEDDER, batch_size)
+            return Embedder(SentenceTransformer(str(packaged), device=device()), DEFAULT_EMBEDDER)
         name = DEFAULT_EMBEDDER
     if Path(name).is_dir():
         folder = Path(name).resolve()
-        return Embedder(SentenceTransformer(str(folder), device=device()), f"local:{folder}", batch_size)
+        return Embedder(SentenceTransformer(str(folder), device=device()), f"local:{folder}")
     _check_hub_id("sentence embedder", name)
     try:
-        return Embedder(SentenceTransformer(name, device=device()), name, batch_size)
+        return Embedder(SentenceTransformer(name, device=device()), name)
     except Exception as err:  # hub errors come in many types; all mean "not loadable"
         raise _load_error("sentence embedder", name, "--embedder", err) from err
 

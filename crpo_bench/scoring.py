@@ -56,7 +56,8 @@ class ScoringConfig:
     tokenizer: str = "regex"
     embedding_cache: bool = True
     cache_path: Path | None = None  # default: <cache dir>/embeddings.sqlite
-    embed_batch_size: int = 512
+    word_batch_size: int = 512
+    text_batch_size: int = 32
     progress: bool = False
 
     def __post_init__(self):
@@ -101,7 +102,7 @@ class Scorer:
     @property
     def embedder(self):
         if self._embedder is None:
-            self._embedder = _load_embedder(self.config.embedder, self.config.embed_batch_size)
+            self._embedder = _load_embedder(self.config.embedder)
         return self._embedder
 
     @property
@@ -110,9 +111,9 @@ class Scorer:
             self._cache = EmbeddingCache(self.config.cache_path or models.cache_dir() / "embeddings.sqlite")
         return self._cache
 
-    def embed(self, texts: list[str], desc: str) -> np.ndarray:
+    def embed(self, texts: list[str], desc: str, batch_size: int) -> np.ndarray:
         """Unit float64 embeddings of distinct texts, via the cache."""
-        vectors = embed_with_cache(self.embedder, texts, self.cache, self.config.progress, desc)
+        vectors = embed_with_cache(self.embedder, texts, self.cache, self.config.progress, desc, batch_size)
         return semantic.unit_rows(vectors)
 
     def score(
@@ -167,12 +168,12 @@ class Scorer:
             words = [text.unique_words(r, cfg.tokenizer) if keep else [] for r, keep in zip(responses, in_corpus)]
             vocab = sorted({w for ws in words for w in ws})
             index = {w: j for j, w in enumerate(vocab)}
-            word_vectors = self.embed(vocab, "embedding words")
+            word_vectors = self.embed(vocab, "embedding words", cfg.word_batch_size)
             bags = semantic.bag_of_words([[index[w] for w in ws] for ws in words], len(vocab))
         if text_metrics:
             distinct_texts = sorted({r for r, keep in zip(responses, in_corpus) if keep})
             text_row = {t: j for j, t in enumerate(distinct_texts)}
-            text_vectors = self.embed(distinct_texts, "embedding texts")
+            text_vectors = self.embed(distinct_texts, "embedding texts", cfg.text_batch_size)
 
         for cid, idx in members.items():
             kept = [i for i in idx if in_corpus[i]]

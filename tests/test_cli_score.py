@@ -116,7 +116,7 @@ class CountingEmbedder:
     def dimension(self):
         return self.inner.dimension
 
-    def encode(self, texts, progress=False, desc=""):
+    def encode(self, texts, **kwargs):
         self.encoded += len(texts)
         return self.inner.encode(texts)
 
