@@ -86,28 +86,33 @@ def phase_floor(texts: list[str]) -> dict:
     embedder = load_embedder()
     vocab = sorted({w for t in texts for w in unique_words(t)})
     distinct = sorted(set(texts))
-    rss_loaded = peak_rss_mb()
     config = ScoringConfig()  # the scorer's batch sizes, so both embed alike
-    start = time.perf_counter()
+    t0 = time.perf_counter()
     embedder.encode(vocab, batch_size=config.word_batch_size)
+    t1 = time.perf_counter()
     embedder.encode(distinct, batch_size=config.text_batch_size)
-    return {"seconds": time.perf_counter() - start, "unique_words": len(vocab), "unique_texts": len(distinct),
-            "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": rss_loaded}
+    t2 = time.perf_counter()
+    return {"novelty": t1 - t0, "diversity": t2 - t1, "unique_words": len(vocab), "unique_texts": len(distinct),
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def phase_scorer(texts: list[str]) -> dict:
+    """Novelty (with DSI) and diversity as two calls, each with a fresh embedding cache."""
     from crpo_bench import Scorer, ScoringConfig
     from crpo_bench.models import load_embedder
 
     embedder = load_embedder()
-    rss_loaded = peak_rss_mb()
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        scorer = Scorer(ScoringConfig(cache_path=Path(tmp) / "cache.sqlite"), embedder=embedder)
-        start = time.perf_counter()
-        result = scorer.score(texts, metrics=["dsi", "novelty", "diversity"])
-        seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rss_after_load_mb": rss_loaded,
-            "dsi": [r["dsi"] for r in result.rows]}
+        for name, metrics in (("novelty", ["dsi", "novelty"]), ("diversity", ["diversity"])):
+            scorer = Scorer(ScoringConfig(cache_path=Path(tmp) / f"{name}.sqlite"), embedder=embedder)
+            start = time.perf_counter()
+            result = scorer.score(texts, metrics=metrics)
+            out[name] = time.perf_counter() - start
+            if name == "novelty":
+                out["dsi"] = [r["dsi"] for r in result.rows]
+    out["peak_rss_mb"] = peak_rss_mb()
+    return out
 
 
 def phase_naive(texts: list[str], budget: float) -> dict:
@@ -150,23 +155,30 @@ def phase_naive(texts: list[str], budget: float) -> dict:
         clock["calls"] += len(vectors)
         clock["embed_s"] += t1 - t0
         clock["pair_s"] += time.perf_counter() - t1
+    # whole texts, one call each, for diversity's per-call cost
+    sample = texts[:20]
+    t0 = time.perf_counter()
+    for text in sample:
+        embed_one(text)
     return {"finished_texts": len(finished_dsi), "dsi": finished_dsi, "peak_rss_mb": peak_rss_mb(),
-            "seconds_per_embed_call": clock["embed_s"] / clock["calls"],
+            "seconds_per_word_call": clock["embed_s"] / clock["calls"],
+            "seconds_per_text_call": (time.perf_counter() - t0) / len(sample),
             "seconds_per_pair": clock["pair_s"] / clock["pairs"]}
 
 
-def naive_work(texts: list[str]) -> dict:
-    """How many embed calls and pairs the full naive run makes (novelty + diversity)."""
+def naive_seconds(texts: list[str], naive: dict) -> dict:
+    """Extrapolated full naive run: embed calls and ordered pairs it makes, times their measured cost."""
     from crpo_bench.text import unique_words
 
     per_text = [len(unique_words(t)) for t in texts]
     union = len({w for t in texts for w in unique_words(t)})
     n = len(texts)
+    word_calls = sum(per_text) + union  # every text's words, then the joined corpus's words
+    word_pairs = sum(k * (k - 1) for k in per_text) + union * (union - 1)
     return {
-        # words of every text, the joined corpus's words, and every text (diversity)
-        "embed_calls": sum(per_text) + union + n,
-        # ordered pairs: within each text, within the joined corpus, between texts
-        "pairs": sum(k * (k - 1) for k in per_text) + union * (union - 1) + n * (n - 1),
+        "novelty": word_calls * naive["seconds_per_word_call"] + word_pairs * naive["seconds_per_pair"],
+        "diversity": n * naive["seconds_per_text_call"] + n * (n - 1) * naive["seconds_per_pair"],
+        "counts": f"{word_calls} word calls, {word_pairs} word pairs, {n} text calls, {n * (n - 1)} text pairs",
     }
 
 
@@ -211,33 +223,33 @@ def main() -> None:
         print(f"naive, stopped after {args.naive_budget:.0f} s ...", file=sys.stderr, flush=True)
         naive = run_phase("naive", texts_file, args.naive_budget)
 
-    work = naive_work(texts)
-    naive_seconds = work["embed_calls"] * naive["seconds_per_embed_call"] + work["pairs"] * naive["seconds_per_pair"]
-    floor_s = statistics.median(f["seconds"] for f in floors)
-    scorer_s = statistics.median(s["seconds"] for s in scorers)
-    ratios = [s["seconds"] / f["seconds"] for s, f in zip(scorers, floors)]
+    naive_s = naive_seconds(texts, naive)
     done = naive["finished_texts"]
     max_dsi_diff = max(abs(a - b) for a, b in zip(naive["dsi"], scorers[0]["dsi"][:done])) if done else math.nan
     f0 = floors[0]
-
     print(f"\n{len(texts)} texts, {min(lengths)}-{max(lengths)} words, {f0['unique_words']} unique words, "
-          f"{f0['unique_texts']} unique texts; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
-    print(tabulate([
-        ["embedding floor (words + texts)", floor_s, " ".join(f"{f['seconds']:.1f}" for f in floors),
-         statistics.median(f["peak_rss_mb"] for f in floors)],
-        ["crpo_bench scorer (dsi, novelty, diversity)", scorer_s, " ".join(f"{s['seconds']:.1f}" for s in scorers),
-         statistics.median(s["peak_rss_mb"] for s in scorers)],
-        [f"naive (extrapolated from {done} texts in {args.naive_budget:.0f} s)", naive_seconds, "-",
-         naive["peak_rss_mb"]],
-    ], headers=["", "median s", "runs s", "peak RSS MB"], floatfmt=".1f"))
-    print(tabulate([
-        ["scorer / floor", f"{statistics.median(ratios):.3f}", "<= 1.15",
-         " ".join(f"{r:.3f}" for r in ratios)],
-        ["naive / scorer", f"{naive_seconds / scorer_s:.0f}", ">= 50", ""],
-        ["scorer peak RSS (MB)", f"{max(s['peak_rss_mb'] for s in scorers):.0f}", "< 1024", ""],
-    ], headers=["ratio", "value", "target", "per run"]))
-    print(f"naive: {naive['seconds_per_embed_call'] * 1e3:.2f} ms per embed call x {work['embed_calls']} calls, "
-          f"{naive['seconds_per_pair'] * 1e6:.2f} us per pair x {work['pairs']} pairs")
+          f"{f0['unique_texts']} unique texts; OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}; "
+          f"medians of {args.repeats} runs")
+
+    rows = []
+    for part in ("novelty", "diversity", "both"):
+        def seconds(run):
+            return run["novelty"] + run["diversity"] if part == "both" else run[part]
+        floor_s = statistics.median(seconds(f) for f in floors)
+        scorer_s = statistics.median(seconds(s) for s in scorers)
+        ratio = statistics.median(seconds(s) / seconds(f) for s, f in zip(scorers, floors))
+        naive_part = naive_s["novelty"] + naive_s["diversity"] if part == "both" else naive_s[part]
+        rows.append([part, f"{floor_s:.1f}", f"{scorer_s:.1f}", f"{naive_part:.1f}", f"{ratio:.3f}",
+                     f"{naive_part / scorer_s:.0f}"])
+    print(tabulate(rows, disable_numparse=True, headers=[
+        "metric", "floor s", "scorer s", "naive s (extrapolated)", "scorer/floor (<= 1.15)", "naive/scorer (>= 50)"]))
+    print(f"peak RSS: scorer {max(s['peak_rss_mb'] for s in scorers):.0f} MB (target < 1024), "
+          f"floor {max(f['peak_rss_mb'] for f in floors):.0f} MB, naive {naive['peak_rss_mb']:.0f} MB "
+          "(whole process: Python, torch and MiniLM included)")
+    print(f"naive: stopped after {args.naive_budget:.0f} s at {done} texts; "
+          f"{naive['seconds_per_word_call'] * 1e3:.2f} ms per word call, "
+          f"{naive['seconds_per_text_call'] * 1e3:.1f} ms per text call, "
+          f"{naive['seconds_per_pair'] * 1e6:.2f} us per pair; full run: {naive_s['counts']}")
     print(f"naive DSI of its {done} finished texts vs scorer: max abs difference {max_dsi_diff:.2e}")
 
 

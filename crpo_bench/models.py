@@ -86,8 +86,8 @@ class Embedder:
                batch_size: int = 32) -> np.ndarray:
         """Unit-normalised float32 embeddings, one row per text, in batches.
 
-        Single words run well in batches of 512; whole answers need small batches (the
-        attention of 512 texts of 200 tokens alone takes ~1 GB).
+        Small batches are fastest on CPU, and whole answers need them: the attention of
+        512 texts of 200 tokens alone takes ~1 GB.
         """
         from tqdm.auto import tqdm
 
