@@ -62,41 +62,42 @@ def tiny_tokenizer():
     return _tiny_tokenizer()
 
 
+def tiny_llama_config(tokenizer, **extra):
+    """A 2-layer Llama with hidden size 64 over `tokenizer` (random weights: wiring only)."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, **extra,
+    )
+
+
+def save_tiny(model_class, tokenizer, folder: Path, seed: int, **extra) -> Path:
+    import torch
+
+    torch.manual_seed(seed)
+    model_class(tiny_llama_config(tokenizer, **extra)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_lm_folder(tmp_path_factory, tiny_tokenizer) -> Path:
-    """A 2-layer random Llama saved as a local folder (wiring only: its text is noise)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A random causal LM saved as a local folder (its text is noise)."""
+    from transformers import LlamaForCausalLM
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tiny_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-        bos_token_id=tiny_tokenizer.bos_token_id, eos_token_id=tiny_tokenizer.eos_token_id,
-        pad_token_id=tiny_tokenizer.pad_token_id,
-    )
-    folder = tmp_path_factory.mktemp("tiny-lm")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny(LlamaForCausalLM, tiny_tokenizer, tmp_path_factory.mktemp("tiny-lm"), seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_reward_folder(tmp_path_factory, tiny_tokenizer) -> Path:
-    """A 2-layer random Llama sequence classifier with one output (a reward model)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    """A random sequence classifier with one output: a reward model."""
+    from transformers import LlamaForSequenceClassification
 
-    torch.manual_seed(1)
-    config = LlamaConfig(
-        vocab_size=len(tiny_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, num_labels=1,
-        pad_token_id=tiny_tokenizer.pad_token_id,
-    )
-    folder = tmp_path_factory.mktemp("tiny-reward")
-    LlamaForSequenceClassification(config).save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    return folder
+    return save_tiny(LlamaForSequenceClassification, tiny_tokenizer, tmp_path_factory.mktemp("tiny-reward"),
+                     seed=1, num_labels=1)
 
 
 @pytest.fixture

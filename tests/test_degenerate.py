@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-import re
-
 import pytest
+from brute_force import dsi as brute_dsi
+from brute_force import mean_distance_to_others, words
 
 from crpo_bench import Scorer, ScoringConfig
 
@@ -16,23 +15,6 @@ REAL = [
 ]
 DEGENERATE = {"": "empty", "   ": "no_words", "?!...": "no_words", "Brick.": "one_word", "brick BRICK brick": "one_word"}
 METRICS = ["dsi", "novelty", "diversity", "theme_uniqueness", "ngram_diversity"]
-
-
-def words(t):
-    return sorted({w.lower() for w in re.findall(r"\w+(?:'\w+)*", t)})
-
-
-def brute_dsi(vectors):
-    n = len(vectors)
-    if n < 2:
-        return 0.0
-    total = 0.0
-    for i in range(n):
-        for j in range(n):
-            if i != j:
-                a, b = vectors[i], vectors[j]
-                total += 1 - float(a @ b) / math.sqrt(float(a @ a) * float(b @ b))
-    return total / (n * (n - 1))
 
 
 @pytest.fixture
@@ -71,9 +53,7 @@ def test_reference_compat_scores_them_like_the_paper(embedder, isolated_cache, c
         own = brute_dsi([encode(w) for w in words(answer)])
         assert row["dsi"] == pytest.approx(own, abs=1e-5)
         assert row["novelty"] == pytest.approx(2 * abs(own - corpus_dsi), abs=1e-5)
-        others = [1 - float(text_vectors[k] @ v) / math.sqrt(float(text_vectors[k] @ text_vectors[k]) * float(v @ v))
-                  for j, v in enumerate(text_vectors) if j != k]
-        assert row["diversity"] == pytest.approx(sum(others) / len(others), abs=1e-5)
+        assert row["diversity"] == pytest.approx(mean_distance_to_others(text_vectors, k), abs=1e-5)
     # the exploit the default policy closes: an empty answer out-scores every real one
     empty_novelty = result.rows[corpus.index("")]["novelty"]
     assert empty_novelty == pytest.approx(2 * corpus_dsi, abs=1e-5)

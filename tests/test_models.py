@@ -56,11 +56,9 @@ def test_hub_id_that_cannot_load_offline_names_it_and_asks_for_a_folder(loader, 
 
 
 def test_reward_model_must_have_one_output(tmp_path, tiny_tokenizer):
-    from transformers import LlamaConfig, LlamaForSequenceClassification
+    from conftest import save_tiny
+    from transformers import LlamaForSequenceClassification
 
-    config = LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, num_labels=3)
-    LlamaForSequenceClassification(config).save_pretrained(tmp_path)
-    tiny_tokenizer.save_pretrained(tmp_path)
+    save_tiny(LlamaForSequenceClassification, tiny_tokenizer, tmp_path, seed=2, num_labels=3)
     with pytest.raises(ModelLoadError, match="has 3 outputs; quality needs a sequence classifier with exactly one"):
         load_reward_model(str(tmp_path))

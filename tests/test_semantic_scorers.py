@@ -1,19 +1,21 @@
 """dsi, novelty, diversity and theme uniqueness against brute force on real MiniLM embeddings.
 
-The brute force is written here from the spec, independently of crpo_bench.metrics:
-each word is embedded by its own encode call, pairwise cosine distances are summed
-in plain Python loops, and Ward clustering is a naive merge-the-closest-pair loop.
+The brute force (tests/brute_force.py) is written from the spec, independently of
+crpo_bench.metrics: each word is embedded by its own encode call, pairwise cosine
+distances are summed in plain Python loops, and Ward clustering is a naive
+merge-the-closest-pair loop.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections import defaultdict
 
 import numpy as np
 import pytest
+from brute_force import dsi as brute_dsi
+from brute_force import mean_distance_to_others, same_partition, ward_partition
+from brute_force import words as brute_words
 
 from crpo_bench import Scorer, ScoringConfig
 
@@ -36,27 +38,6 @@ ANSWERS = {
 }
 
 
-def brute_words(text: str) -> list[str]:
-    return sorted({w.lower() for w in re.findall(r"\w+(?:['\u2019]\w+)*", text)})
-
-
-def cosine_distance(a, b) -> float:
-    dot = sum(float(x) * float(y) for x, y in zip(a, b))
-    na = math.sqrt(sum(float(x) ** 2 for x in a))
-    nb = math.sqrt(sum(float(y) ** 2 for y in b))
-    return 1.0 - dot / (na * nb)
-
-
-def brute_dsi(vectors: list) -> float:
-    n = len(vectors)
-    if n < 2:
-        return 0.0
-    per_word = []
-    for i in range(n):
-        per_word.append(sum(cosine_distance(vectors[i], vectors[j]) for j in range(n) if j != i) / (n - 1))
-    return sum(per_word) / n
-
-
 def one_by_one(embedder, texts):
     return {t: embedder.model.encode([t])[0] for t in texts}
 
@@ -67,47 +48,15 @@ def brute_corpus(embedder, corpus: list[str]) -> dict:
     joined = " ".join(corpus)
     corpus_dsi = brute_dsi([word_vec[w] for w in brute_words(joined)])
     out = {"dsi": [], "novelty": [], "diversity": []}
+    vectors = [text_vec[t] for t in corpus]
     for k, t in enumerate(corpus):
         d = brute_dsi([word_vec[w] for w in brute_words(t)])
         out["dsi"].append(d)
         out["novelty"].append(2 * abs(d - corpus_dsi))
-        others = [cosine_distance(text_vec[t], text_vec[o]) for j, o in enumerate(corpus) if j != k]
-        out["diversity"].append(sum(others) / len(others) if others else 0.0)
+        out["diversity"].append(mean_distance_to_others(vectors, k))
     out["corpus_dsi"] = corpus_dsi
-    out["text_vectors"] = [text_vec[t] for t in corpus]
+    out["text_vectors"] = [v / np.linalg.norm(v) for v in vectors]
     return out
-
-
-def brute_ward(vectors, threshold=0.7) -> list[int]:
-    """Naive Ward: repeatedly merge the pair of clusters with the smallest Ward distance
-    sqrt(2 |A||B| / (|A|+|B|)) * ||mean(A) - mean(B)|| while it is below the threshold."""
-    clusters = [[i] for i in range(len(vectors))]
-    pts = [np.asarray(v, dtype=np.float64) / np.linalg.norm(v) for v in vectors]
-    while len(clusters) > 1:
-        best = None
-        for a in range(len(clusters)):
-            for b in range(a + 1, len(clusters)):
-                A, B = clusters[a], clusters[b]
-                ca = sum(pts[i] for i in A) / len(A)
-                cb = sum(pts[i] for i in B) / len(B)
-                dist = math.sqrt(2 * len(A) * len(B) / (len(A) + len(B))) * float(np.linalg.norm(ca - cb))
-                if best is None or dist < best[0]:
-                    best = (dist, a, b)
-        if best[0] >= threshold:
-            break
-        _, a, b = best
-        clusters[a] = clusters[a] + clusters[b]
-        del clusters[b]
-    label = {}
-    for c in clusters:
-        for i in c:
-            label[i] = min(c)
-    return [label[i] for i in range(len(vectors))]
-
-
-def same_partition(labels_a, labels_b) -> bool:
-    n = len(labels_a)
-    return all((labels_a[i] == labels_a[j]) == (labels_b[i] == labels_b[j]) for i in range(n) for j in range(n))
 
 
 @pytest.fixture
@@ -143,7 +92,7 @@ def test_one_corpus_by_default_mixes_all_answers(embedder, scorer):
 def test_theme_uniqueness_matches_naive_ward(embedder, scorer):
     result, responses, ids = score_by_corpus(scorer, ANSWERS, ["theme_uniqueness"])
     for cid, corpus in ANSWERS.items():
-        labels = brute_ward(brute_corpus(embedder, corpus)["text_vectors"])
+        labels = ward_partition(brute_corpus(embedder, corpus)["text_vectors"])
         got = [row for row, c in zip(result.rows, ids) if c == cid]
         sizes = {lab: labels.count(lab) for lab in labels}
         assert [r["theme_uniqueness"] for r in got] == pytest.approx([1 / sizes[lab] for lab in labels], abs=TOL)
@@ -160,22 +109,7 @@ def test_theme_labels_on_constructed_points():
     points = np.array([[0.0, 0.0], [0.69, 0.0], [5.0, 0.0], [5.0, 0.7]])
     labels = theme_labels(points)
     assert labels.tolist() == [0, 0, 1, 2]
-    assert same_partition(labels.tolist(), brute_ward_raw(points))
-
-
-def brute_ward_raw(points):
-    """brute_ward without unit normalisation, for hand-made points."""
-    clusters = [[i] for i in range(len(points))]
-    while len(clusters) > 1:
-        best = min(
-            (math.sqrt(2 * len(A) * len(B) / (len(A) + len(B)))
-             * float(np.linalg.norm(points[A].mean(0) - points[B].mean(0))), a, b)
-            for a, A in enumerate(clusters) for b, B in enumerate(clusters) if a < b
-        )
-        if best[0] >= 0.7:
-            break
-        clusters[best[1]] += clusters.pop(best[2])
-    return [next(k for k, c in enumerate(clusters) if i in c) for i in range(len(points))]
+    assert same_partition(labels.tolist(), ward_partition(points))
 
 
 def test_real_answers_from_shared_data(embedder, scorer, shared_data):
@@ -195,7 +129,7 @@ def test_real_answers_from_shared_data(embedder, scorer, shared_data):
         got = [row for row, c in zip(result.rows, ids) if c == cid]
         for metric in ("dsi", "novelty", "diversity"):
             assert [r[metric] for r in got] == pytest.approx(expected[metric], abs=TOL), (cid, metric)
-        labels = brute_ward(expected["text_vectors"])
+        labels = ward_partition(expected["text_vectors"])
         sizes = [labels.count(lab) for lab in labels]
         assert [r["theme_uniqueness"] for r in got] == pytest.approx([1 / s for s in sizes], abs=TOL), cid
         assert got[0]["num_themes"] == len(set(labels))

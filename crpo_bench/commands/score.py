@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from tabulate import tabulate
@@ -66,6 +67,11 @@ def corpus_key(row: dict, scope: str):
 
 def run(args: argparse.Namespace) -> int:
     rows = read_rows(args.input)
+    if args.quiet:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     config = ScoringConfig(
         embedder=args.embedder, lm=args.lm, reward_model=args.reward_model, degenerate=args.degenerate,
         tokenizer=args.tokenizer, embedding_cache=not args.no_cache, progress=not args.quiet,
