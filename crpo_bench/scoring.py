@@ -98,6 +98,7 @@ class Scorer:
         self.config = config or ScoringConfig()
         self._embedder = embedder  # an injected Embedder (tests, benchmarks)
         self._cache = None
+        self._memory: dict[str, np.ndarray] = {}  # this scorer's embeddings, for repeated calls
 
     @property
     def embedder(self):
@@ -112,9 +113,14 @@ class Scorer:
         return self._cache
 
     def embed(self, texts: list[str], desc: str, batch_size: int) -> np.ndarray:
-        """Unit float64 embeddings of distinct texts, via the cache."""
-        vectors = embed_with_cache(self.embedder, texts, self.cache, self.config.progress, desc, batch_size)
-        return semantic.unit_rows(vectors)
+        """Unit float64 embeddings of distinct texts: from memory, else the disk cache, else the model."""
+        missing = [t for t in texts if t not in self._memory]
+        if missing:
+            vectors = embed_with_cache(self.embedder, missing, self.cache, self.config.progress, desc, batch_size)
+            self._memory.update(zip(missing, semantic.unit_rows(vectors)))
+        if not texts:
+            return np.zeros((0, self.embedder.dimension))
+        return np.stack([self._memory[t] for t in texts])
 
     def score(
         self,

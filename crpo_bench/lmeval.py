@@ -1,0 +1,284 @@
+"""lm-evaluation-harness glue for the creativity tasks: data, prompts, metrics, stderr.
+
+The task YAMLs under tasks/ reference this module with `!function`. Each document is
+one prompt; lm-eval samples it K times (`repeats`) and `process_results` hands the K
+answers to every metric as one item. lm-eval then passes all items of a task to each
+metric's aggregation, which is where the corpus (all answers of the task, or of one
+prompt) exists: the aggregations score it through crpo_bench.scoring.
+
+lm-eval computes standard errors only for its own aggregation functions and prints
+"N/A" for custom ones; each aggregation here carries a resampling standard error over
+prompts (`crpo_stderr`: jackknife by default, bootstrap on request), and
+`install_stderr_hook` makes lm-eval use it.
+
+Scorer settings come from the task metadata (`--metadata '{"embedder": ...}'`, so they
+are written into the results JSON under `configs`), else from environment variables
+(CRPO_EMBEDDER, CRPO_LM, CRPO_REWARD_MODEL, CRPO_DEGENERATE, CRPO_STDERR,
+CRPO_BOOTSTRAP_ITERS, CRPO_MUCE_DATA), else the offline defaults. `lm: none` turns surprise off; quality is
+reported only when a reward model is given.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from . import muce
+from .scoring import Scorer, ScoringConfig
+
+log = logging.getLogger("crpo_bench.lmeval")
+
+# One instruction per MuCE task, in the paper's style; {item} is MuCE's `Prompt`.
+INSTRUCTIONS = {
+    "poems": "Come up with an original and creative poem about the following concept: {item}.",
+    "stories": "Write an original and creative short story about the following concept: {item}.",
+    "aut": "Come up with an original and creative use for the following object: {item}.",
+    "sentence_completion": "Complete the following sentence in an original and creative way: {item}",
+    "metaphors": "Come up with an original and creative metaphor for the following concept: {item}.",
+    "essays": "Write an original and creative short essay on the following topic: {item}.",
+    "rlcps": "Come up with an original and creative solution to the following real-life problem: {item}",
+    "question_asking": "Ask an original and creative question about the following object: {item}.",
+    "research_questions": "Propose an original and creative research question about the following topic: {item}.",
+    "hypothesis_generation": "Come up with an original and creative hypothesis to explain the following "
+                             "observation: {item}",
+    "design_solutions": "Come up with an original and creative design that addresses the following need: {item}",
+    "associations": "Come up with an original and creative association for the following word: {item}.",
+    "consequences": "Come up with an original and creative consequence of the following hypothetical "
+                    "situation: {item}",
+    "instances": "Come up with an original and creative example of something that is {item}.",
+    "experiment_design": "Design an original and creative experiment to test the following idea: {item}",
+    "malevolent_problems": "Come up with an original and creative way to deal with the following problem: {item}",
+}
+GENERIC_INSTRUCTION = "Give an original and creative response to the following prompt: {item}"
+
+SETTINGS_ENV = {"embedder": "CRPO_EMBEDDER", "lm": "CRPO_LM", "reward_model": "CRPO_REWARD_MODEL",
+                "degenerate": "CRPO_DEGENERATE", "stderr": "CRPO_STDERR", "bootstrap_iters": "CRPO_BOOTSTRAP_ITERS"}
+STDERR_METHODS = ("jackknife", "bootstrap")
+
+# Settings of each task, recorded when lm-eval loads its data (the only hook that sees
+# the task's metadata); process_results stamps the task name on every item.
+_task_settings: dict[str, dict] = {}
+
+
+def instruction(task: str, item: str) -> str:
+    return INSTRUCTIONS.get(task, GENERIC_INSTRUCTION).format(item=item.strip())
+
+
+def resolve_settings(metadata: dict) -> dict:
+    """Metadata first, then environment variables, then offline defaults."""
+    settings = {key: metadata.get(key, os.environ.get(env)) for key, env in SETTINGS_ENV.items()}
+    settings["degenerate"] = settings["degenerate"] or "exclude"
+    settings["stderr"] = settings["stderr"] or "jackknife"
+    if settings["stderr"] not in STDERR_METHODS:
+        raise ValueError(f"stderr method {settings['stderr']!r}: choose one of {STDERR_METHODS}")
+    settings["bootstrap_iters"] = int(settings["bootstrap_iters"] or 200)
+    if isinstance(settings["lm"], str) and settings["lm"].lower() in ("none", "off", "false"):
+        settings["lm"] = "none"
+    return settings
+
+
+# --- data ----------------------------------------------------------------------------
+
+
+def muce_dataset(muce_task: str, task_name: str, muce_data: str | None = None, **metadata):
+    """lm-eval `custom_dataset`: the unique English held-out prompts of one MuCE task."""
+    import datasets
+
+    settings = resolve_settings(metadata)
+    _task_settings[task_name] = settings
+    source = muce_data or os.environ.get("CRPO_MUCE_DATA")
+    rows = muce.load_rows(source, splits=muce.HELDOUT_SPLITS)
+    items = sorted({str(r["Prompt"]).strip() for r in rows
+                    if muce.task_slug(str(r["TasksNamesFull"])) == muce_task and muce.is_english(r.get("Language"))})
+    if not items:
+        raise ValueError(f"{task_name}: no English held-out prompts of MuCE task {muce_task!r} in "
+                         f"{source or muce.HUB_ID}")
+    log.info("%s: %d prompts from %s; scorer settings %s", task_name, len(items), source or muce.HUB_ID, settings)
+    docs = [{"task": task_name, "item": item, "prompt": instruction(muce_task, item)} for item in items]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+
+
+# --- per-document results ------------------------------------------------------------
+
+CORPUS_METRICS = ("novelty", "diversity", "dsi", "theme_uniqueness", "num_themes", "prompt_novelty",
+                  "prompt_diversity", *(f"ngram_diversity_{n}" for n in range(1, 6)))
+
+
+def metrics_for(settings: dict) -> tuple[str, ...]:
+    metrics = CORPUS_METRICS
+    if settings["lm"] != "none":
+        metrics += ("surprise", "perplexity")
+    if settings["reward_model"]:
+        metrics += ("quality",)
+    return metrics
+
+
+@functools.lru_cache(maxsize=None)
+def _notice_no_quality(task: str) -> None:
+    log.warning("%s: no reward model configured, so `quality` is not reported "
+                "(give one with --metadata '{\"reward_model\": \"NAME_OR_FOLDER\"}')", task)
+
+
+def process_results(doc: dict, results: list) -> dict:
+    """Hand the K answers of one prompt to every metric as one item."""
+    answers = results[0] if isinstance(results[0], list) else list(results)
+    settings = _task_settings.get(doc["task"], resolve_settings({}))
+    if not settings["reward_model"]:
+        _notice_no_quality(doc["task"])
+    item = (doc["task"], doc["prompt"], tuple(str(a) for a in answers))
+    return {metric: item for metric in metrics_for(settings)}
+
+
+# --- scoring a task's answers ----------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _scorer(embedder, lm, reward_model, degenerate) -> Scorer:
+    return Scorer(ScoringConfig(embedder=embedder, lm=None if lm == "none" else lm,
+                                reward_model=reward_model, degenerate=degenerate))
+
+
+def _flatten(items: list) -> tuple[list[str], list[str], list[int]]:
+    """answers, their prompts, and the index of the item (prompt) each came from."""
+    answers, prompts, owner = [], [], []
+    for k, (_, prompt, responses) in enumerate(items):
+        answers += responses
+        prompts += [prompt] * len(responses)
+        owner += [k] * len(responses)
+    return answers, prompts, owner
+
+
+def _mean(values, keep) -> float:
+    chosen = [v for v, k in zip(values, keep) if k and v is not None]
+    return float(np.mean(chosen)) if chosen else float("nan")
+
+
+def corpus_values(items: list, scorer: Scorer, per_answer: dict) -> dict[str, float]:
+    """Every corpus metric of one task's items (the task's answers form one corpus;
+    prompt_* metrics use one corpus per item). `per_answer` caches surprise/quality."""
+    answers, prompts, owner = _flatten(items)
+    task_scores = scorer.score(answers, prompts=prompts, metrics=[
+        "dsi", "novelty", "diversity", "theme_uniqueness", "ngram_diversity"])
+    prompt_scores = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"])
+    keep = [row["degenerate"] is None or scorer.config.degenerate == "reference_compat" for row in task_scores.rows]
+    out = {m: _mean([r[m] for r in task_scores.rows], keep) for m in ("novelty", "diversity", "dsi", "theme_uniqueness")}
+    corpus = task_scores.corpora[None]
+    out["num_themes"] = float(corpus.get("num_themes", 0))
+    for n in range(1, 6):
+        value = corpus[f"ngram_diversity_{n}"]
+        out[f"ngram_diversity_{n}"] = float("nan") if value is None else value
+    out["prompt_novelty"] = _mean([r["novelty"] for r in prompt_scores.rows], keep)
+    out["prompt_diversity"] = _mean([r["diversity"] for r in prompt_scores.rows], keep)
+    for metric in ("surprise", "perplexity", "quality"):
+        if metric in per_answer:
+            out[metric] = _mean([per_answer[metric][(p, a)] for p, a in zip(prompts, answers)], keep)
+    return out
+
+
+def _per_answer_scores(items: list, scorer: Scorer, settings: dict) -> dict:
+    """Surprise and quality of each distinct (prompt, answer): they do not depend on the corpus."""
+    answers, prompts, _ = _flatten(items)
+    pairs = sorted(set(zip(prompts, answers)))
+    wanted = (["surprise"] if settings["lm"] != "none" else []) + (["quality"] if settings["reward_model"] else [])
+    if not wanted or not pairs:
+        return {}
+    rows = scorer.score([a for _, a in pairs], prompts=[p for p, _ in pairs], metrics=wanted).rows
+    fields = [f for m in wanted for f in ({"surprise": ("surprise", "perplexity"), "quality": ("quality",)}[m])]
+    return {f: {pair: row[f] for pair, row in zip(pairs, rows)} for f in fields}
+
+
+def resamples(n: int, method: str, iters: int, seed: int = 1234):
+    """Index lists of prompts to recompute a metric on, and how to turn the spread of
+    the recomputed values into a standard error.
+
+    jackknife (default): leave one prompt out, n times; se = sqrt((n-1)/n * sum (t_i - mean)^2).
+      Every answer appears at most once, so corpus-relative metrics (novelty, diversity,
+      themes, distinct n-grams) are recomputed on a real corpus.
+    bootstrap: draw n prompts with replacement; se = standard deviation of the draws.
+      A prompt drawn twice puts identical answers twice into the corpus, which pulls
+      diversity, theme uniqueness and distinct n-grams down: prefer the jackknife there.
+    """
+    if method == "jackknife":
+        return [[k for k in range(n) if k != i] for i in range(n)], \
+            lambda values: float(np.sqrt((n - 1) / n * np.nansum((values - np.nanmean(values)) ** 2)))
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, n, n).tolist() for _ in range(iters)], lambda values: float(np.nanstd(values, ddof=1))
+
+
+@functools.lru_cache(maxsize=16)
+def _task_report(key: str, items_json: str) -> dict:
+    """Point estimates and standard errors of every metric of one task (cached: lm-eval
+    calls each metric's aggregation and stderr separately on the same items)."""
+    items = [(t, p, tuple(r)) for t, p, r in json.loads(items_json)]
+    settings = _task_settings.get(items[0][0], resolve_settings({}))
+    scorer = _scorer(settings["embedder"], settings["lm"], settings["reward_model"], settings["degenerate"])
+    per_answer = _per_answer_scores(items, scorer, settings)
+    point = corpus_values(items, scorer, per_answer)
+    if len(items) < 2:
+        return {"point": point, "stderr": {m: float("nan") for m in point}}
+    # Recompute every metric on resampled sets of prompts (embeddings come from memory).
+    subsets, spread_to_se = resamples(len(items), settings["stderr"], settings["bootstrap_iters"])
+    draws = {m: [] for m in point}
+    for subset in subsets:
+        for m, v in corpus_values([items[k] for k in subset], scorer, per_answer).items():
+            draws[m].append(v)
+    return {"point": point, "stderr": {m: spread_to_se(np.asarray(v, dtype=float)) for m, v in draws.items()}}
+
+
+def _report(items: list) -> dict:
+    items_json = json.dumps([[t, p, list(r)] for t, p, r in items])
+    return _task_report(hashlib.sha256(items_json.encode()).hexdigest(), items_json)
+
+
+def _aggregation(metric: str) -> Callable[[list], float]:
+    def aggregate(items: list) -> float:
+        return _report(items)["point"][metric]
+
+    def stderr(items: list) -> float:
+        return _report(items)["stderr"][metric]
+
+    aggregate.__name__ = f"aggregate_{metric}"
+    aggregate.crpo_stderr = stderr
+    return aggregate
+
+
+AGGREGATIONS = {m: _aggregation(m) for m in (*CORPUS_METRICS, "surprise", "perplexity", "quality")}
+globals().update({f"aggregate_{m}": f for m, f in AGGREGATIONS.items()})
+
+
+# --- standard errors inside lm-eval ------------------------------------------------------
+
+
+def install_stderr_hook() -> None:
+    """Make lm-eval use each aggregation's `crpo_stderr` instead of reporting "N/A".
+
+    lm-eval 0.4.x looks the stderr function up by aggregation function in
+    `stderr_for_metric`, imported by name into `lm_eval.evaluator_utils`. If that
+    layout changes, fail loudly rather than silently report no error bars.
+    """
+    import lm_eval.evaluator_utils as evaluator_utils
+
+    original = getattr(evaluator_utils, "stderr_for_metric", None)
+    if original is None:
+        raise RuntimeError("lm_eval.evaluator_utils.stderr_for_metric is gone: crpo_bench's bootstrap "
+                           "standard errors need updating for this lm-eval version")
+    if getattr(original, "crpo_hooked", False):
+        return
+
+    def stderr_for_metric(metric, bootstrap_iters):
+        own = getattr(metric, "crpo_stderr", None)
+        if own is not None and bootstrap_iters and bootstrap_iters > 0:
+            return own
+        return original(metric=metric, bootstrap_iters=bootstrap_iters)
+
+    stderr_for_metric.crpo_hooked = True
+    evaluator_utils.stderr_for_metric = stderr_for_metric
+
+
+install_stderr_hook()
