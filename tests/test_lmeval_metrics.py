@@ -1,0 +1,97 @@
+"""The lm-eval glue: per-document items, corpus aggregations, jackknife/bootstrap errors, the stderr hook."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from crpo_bench import Scorer, ScoringConfig, lmeval
+
+ITEMS = [
+    ("muce_t", "Uses for a brick?", ("Hollow it out as a planter.", "Grind it into red pigment.", "A doorstop.", "")),
+    ("muce_t", "Uses for a shoe?", ("Plant herbs in it.", "Use it as a boat for toy soldiers.", "Wear it.", "Shoe.")),
+    ("muce_t", "Uses for a paperclip?", ("Bend it into a tiny bicycle.", "Reset a router with it.", "Clip paper.",
+                                         "Pick a lock in a spy film.")),
+]
+
+
+@pytest.fixture
+def settings(monkeypatch):
+    s = lmeval.resolve_settings({"lm": "none"})
+    monkeypatch.setitem(lmeval._task_settings, "muce_t", s)
+    return s
+
+
+def mean_over_real(rows, field):
+    return float(np.mean([r[field] for r in rows if r["degenerate"] is None]))
+
+
+def expected_values(items):
+    answers = [a for _, _, rs in items for a in rs]
+    prompts = [p for _, p, rs in items for _ in rs]
+    owner = [k for k, (_, _, rs) in enumerate(items) for _ in rs]
+    scorer = Scorer(ScoringConfig())
+    task = scorer.score(answers, prompts=prompts, metrics=["novelty", "diversity", "dsi", "theme_uniqueness",
+                                                           "ngram_diversity"])
+    per_prompt = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"])
+    out = {m: mean_over_real(task.rows, m) for m in ("novelty", "diversity", "dsi", "theme_uniqueness")}
+    out["num_themes"] = task.corpora[None]["num_themes"]
+    out["ngram_diversity_2"] = task.corpora[None]["ngram_diversity_2"]
+    out["prompt_novelty"] = mean_over_real(per_prompt.rows, "novelty")
+    out["prompt_diversity"] = mean_over_real(per_prompt.rows, "diversity")
+    return out
+
+
+def test_process_results_hands_all_samples_to_every_metric(settings):
+    doc = {"task": "muce_t", "prompt": "Uses for a brick?"}
+    out = lmeval.process_results(doc, [["a b", "c d", "e f", "g h"]])
+    assert set(out) == set(lmeval.CORPUS_METRICS)  # lm "none", no reward model: no surprise, no quality
+    assert out["novelty"] == ("muce_t", "Uses for a brick?", ("a b", "c d", "e f", "g h"))
+
+
+def test_aggregations_equal_the_scorer_on_the_whole_corpus(settings):
+    items = [tuple(i) for i in ITEMS]
+    want = expected_values(items)
+    for metric, value in want.items():
+        assert lmeval.AGGREGATIONS[metric](items) == pytest.approx(value, abs=1e-9), metric
+
+
+def test_jackknife_standard_error_leaves_one_prompt_out(settings):
+    items = [tuple(i) for i in ITEMS]
+    n = len(items)
+    for metric in ("novelty", "prompt_diversity", "num_themes"):
+        leave_one_out = np.array([expected_values([it for j, it in enumerate(items) if j != i])[metric]
+                                  for i in range(n)])
+        want = math.sqrt((n - 1) / n * ((leave_one_out - leave_one_out.mean()) ** 2).sum())
+        assert lmeval.AGGREGATIONS[metric].crpo_stderr(items) == pytest.approx(want, abs=1e-9), metric
+
+
+def test_bootstrap_draws_prompts_with_replacement():
+    subsets, to_se = lmeval.resamples(5, "bootstrap", iters=50, seed=7)
+    assert len(subsets) == 50 and all(len(s) == 5 and set(s) <= set(range(5)) for s in subsets)
+    assert any(len(set(s)) < 5 for s in subsets)  # with replacement
+    assert to_se(np.array([1.0, 3.0])) == pytest.approx(math.sqrt(2))
+    jack, _ = lmeval.resamples(3, "jackknife", iters=0)
+    assert jack == [[1, 2], [0, 2], [0, 1]]
+
+
+def test_settings_come_from_metadata_then_environment(monkeypatch):
+    monkeypatch.setenv("CRPO_EMBEDDER", "/models/from-env")
+    monkeypatch.setenv("CRPO_DEGENERATE", "reference_compat")
+    s = lmeval.resolve_settings({"embedder": "/models/from-metadata", "lm": "None"})
+    assert s["embedder"] == "/models/from-metadata" and s["degenerate"] == "reference_compat"
+    assert s["lm"] == "none" and s["reward_model"] is None and s["stderr"] == "jackknife"
+    assert lmeval.resolve_settings({})["lm"] is None  # unset: the offline default SmolLM2, not "none"
+    with pytest.raises(ValueError, match="stderr method 'delta'"):
+        lmeval.resolve_settings({"stderr": "delta"})
+
+
+def test_lm_eval_uses_our_standard_errors():
+    from lm_eval import evaluator_utils
+    from lm_eval.api.metrics import mean, mean_stderr
+
+    assert evaluator_utils.stderr_for_metric(lmeval.aggregate_novelty, 100000) is lmeval.aggregate_novelty.crpo_stderr
+    assert evaluator_utils.stderr_for_metric(mean, 100000) is mean_stderr  # lm-eval's own still work
+    assert evaluator_utils.stderr_for_metric(lmeval.aggregate_novelty, 0) is None  # --bootstrap_iters 0: none
