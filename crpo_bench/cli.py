@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import score
+from .commands import score, serve
 from .jsonl import InputError
 from .models import ModelLoadError
 
-VERBS = {"score": score}
+VERBS = {"score": score, "serve": serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,10 +86,17 @@ def resolve_settings(metadata: dict) -> dict:
 # --- data ----------------------------------------------------------------------------
 
 
-def muce_dataset(muce_task: str, task_name: str, muce_data: str | None = None, **metadata):
-    """lm-eval `custom_dataset`: the unique English held-out prompts of one MuCE task."""
+def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | None = None, **metadata):
+    """lm-eval `custom_dataset`: the unique English held-out prompts of one MuCE task.
+
+    `muce_task` comes from the task's YAML; `muce_any` takes it from --metadata instead,
+    for a task type of the data that has no YAML of its own.
+    """
     import datasets
 
+    if not muce_task:
+        raise ValueError(f"{task_name}: say which MuCE task type to evaluate, e.g. "
+                         "--metadata '{\"muce_task\": \"humor\"}' (a slug of TasksNamesFull)")
     settings = resolve_settings(metadata)
     _task_settings[task_name] = settings
     source = muce_data or os.environ.get("CRPO_MUCE_DATA")

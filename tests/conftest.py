@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,3 +109,16 @@ def isolated_cache(tmp_path) -> Path:
     Converted models stay in the shared cache so SmolLM2 is converted once per machine.
     """
     return tmp_path / "embeddings.sqlite"
+
+
+@pytest.fixture(scope="session")
+def chat_server_url(tiny_lm_folder):
+    """`crpo-bench serve` of the tiny LM as a real process on a free port, stopped at the end."""
+    exe = Path(sys.executable).parent / "crpo-bench"
+    proc = subprocess.Popen([str(exe), "serve", str(tiny_lm_folder), "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    line = proc.stdout.readline()
+    assert "serving" in line, proc.stderr.read()
+    yield line.split(" at ")[1].strip()
+    proc.terminate()
+    proc.wait(timeout=30)

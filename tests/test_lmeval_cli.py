@@ -69,6 +69,25 @@ def test_plain_lm_eval_finds_and_scores_muce_aut(tmp_path, muce_file, tiny_lm_fo
         assert sample["doc"]["prompt"].startswith("Come up with an original and creative use for the following object:")
 
 
+def test_api_model_through_a_local_openai_compatible_server(tmp_path, muce_file, chat_server_url,
+                                                          tiny_lm_folder, tiny_reward_folder):
+    """--model local-chat-completions over real HTTP to `crpo-bench serve` on 127.0.0.1."""
+    metadata = {"muce_data": str(muce_file), "lm": str(tiny_lm_folder), "reward_model": str(tiny_reward_folder)}
+    model_args = (f"model=tiny,base_url={chat_server_url},num_concurrent=1,max_retries=2,"
+                  "tokenized_requests=False,tokenizer_backend=None")
+    lm_eval(["--model", "local-chat-completions", "--model_args", model_args, "--apply_chat_template",
+             "--tasks", "muce_aut", "--limit", "2", "--gen_kwargs", "max_gen_toks=16",
+             "--metadata", json.dumps(metadata), "--output_path", str(tmp_path / "out"), "--log_samples"],
+            cwd=tmp_path)
+    task = read_results(tmp_path / "out")["results"]["muce_aut"]
+    for metric in EVERY_METRIC + ["quality"]:
+        assert isinstance(task[f"{metric},samples"], float), metric
+        assert isinstance(task[f"{metric}_stderr,samples"], float), metric
+    for sample in read_samples(tmp_path / "out", "muce_aut"):
+        answers = sample["filtered_resps"][0]
+        assert len(answers) == 4 and len(set(answers)) > 1  # seed null: the samples differ
+
+
 def test_include_path_still_works_and_quality_needs_a_reward_model(tmp_path, muce_file, tiny_lm_folder):
     proc = lm_eval(["--model", "hf", "--model_args", f"pretrained={tiny_lm_folder}", "--tasks", "muce_aut",
                     "--include_path", str(ROOT / "tasks"), "--limit", "2", "--gen_kwargs", "max_gen_toks=16",

@@ -126,3 +126,12 @@ def test_every_task_has_its_yaml_and_the_four_decoding_variants():
             assert {k: gen[k] for k in decoding} == decoding
             assert not ({"top_p", "top_k"} - set(decoding)) & set(gen)  # no leftover from another setting
             assert config["repeats"] == 4 and config["filter_list"][0]["filter"][0]["k"] == 4
+
+
+def test_muce_any_takes_its_task_type_from_metadata(tmp_path):
+    path = write(tmp_path / "m.jsonl", ROWS)
+    docs = lmeval.muce_dataset(task_name="muce_any", muce_task="poems", muce_data=str(path))["test"]
+    assert docs["item"] == ["rain"]
+    assert docs["prompt"] == ["Come up with an original and creative poem about the following concept: rain."]
+    with pytest.raises(ValueError, match="muce_any: say which MuCE task type"):
+        lmeval.muce_dataset(task_name="muce_any", muce_data=str(path))
