@@ -32,8 +32,12 @@ def context_and_response_ids(tokenizer, prompt: str | None, response: str) -> tu
 
 
 def response_nll(model, tokenizer, prompts: list[str | None], responses: list[str],
-                 max_tokens_per_batch: int = 8192, progress: bool = False) -> np.ndarray:
-    """Mean NLL per response token (nats); NaN for a response with no scored token."""
+                 max_tokens_per_batch: int = 2048, progress: bool = False) -> np.ndarray:
+    """Mean NLL per response token (nats); NaN for a response with no scored token.
+
+    The token budget bounds memory: the logits alone are budget x vocabulary floats
+    (2048 x 49152 x 4 bytes = 400 MB for SmolLM2).
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -62,13 +66,14 @@ def response_nll(model, tokenizer, prompts: list[str | None], responses: list[st
             for row, i in enumerate(batch):
                 ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
                 mask[row, : len(sequences[i])] = 1
-            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
-            token_logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None].to(dev))[..., 0]
+            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
+            # position t predicts token t+1
+            token_nll = torch.nn.functional.cross_entropy(
+                logits[:, :-1].transpose(1, 2).float(), ids[:, 1:].to(dev), reduction="none")
             for row, i in enumerate(batch):
-                # position t predicts token t+1: response tokens first_scored.. end
-                scored = token_logp[row, first_scored[i] - 1 : len(sequences[i]) - 1]
+                scored = token_nll[row, first_scored[i] - 1 : len(sequences[i]) - 1]  # the response tokens
                 if scored.numel():
-                    nll[i] = -scored.mean().item()
+                    nll[i] = scored.mean().item()
             bar.update(len(batch))
             start = end
     return nll
