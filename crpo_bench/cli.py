@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import score, serve
+from .commands import noveltybench, score, serve
 from .jsonl import InputError
 from .models import ModelLoadError
 
-VERBS = {"score": score, "serve": serve}
+VERBS = {"score": score, "serve": serve, "noveltybench": noveltybench}
 
 
 def main(argv: list[str] | None = None) -> int:

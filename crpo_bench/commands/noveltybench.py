@@ -1,0 +1,185 @@
+"""`crpo-bench noveltybench --eval-dir DIR`: NoveltyBench partitions, scores and summary.
+
+Reads DIR/generations.jsonl in NoveltyBench's format ({"id", "prompt", "generations", ...};
+`--samples FILE` converts an lm-eval samples file of our noveltybench tasks first) and
+writes, with NoveltyBench's field names:
+- partitions.jsonl: the row plus `partition` and `distinct` (= classes - 1, exactly as the
+  reference partition step writes it) and `num_classes`;
+- scores.jsonl: plus `generation_scores`, `partition_scores`, `utility` (null without a
+  reward model), and our per-prompt `novelty` and `diversity`;
+- summary.json: `distinct` (mean number of classes), `utility` (or null, with the reason).
+Both JSONL files are appended one prompt at a time and a rerun resumes after the last
+finished prompt, so a crash loses at most the prompt in progress.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .. import noveltybench as nb
+from ..jsonl import InputError, read_jsonl
+
+SETTINGS_FILE = "noveltybench_settings.json"
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("noveltybench", help="NoveltyBench partitions, utility and summary for a folder",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--eval-dir", required=True, type=Path, help="folder with generations.jsonl; outputs go here")
+    p.add_argument("--samples", type=Path, help="an lm-eval samples_noveltybench_*.jsonl to convert first")
+    p.add_argument("--equivalence", choices=nb.BACKENDS, default="classifier",
+                   help="classifier (reference, needs the hub or --classifier FOLDER), unigram, embedding (offline)")
+    p.add_argument("--classifier", default=nb.CLASSIFIER_ID, help="equivalence classifier: hub id or local folder")
+    p.add_argument("--embedder", help="sentence embedder for --equivalence embedding (default: packaged MiniLM)")
+    p.add_argument("--reward-model", help="reward model for utility (the reference uses Skywork-Reward-Gemma-2-27B-v0.2)")
+    p.add_argument("--patience", type=float, default=nb.PATIENCE)
+    p.add_argument("--k", type=int, default=10, help="generations needed per prompt (default 10)")
+
+
+def samples_to_generations(samples: Path, target: Path) -> None:
+    """lm-eval samples of a noveltybench task -> NoveltyBench generations.jsonl."""
+    rows = []
+    for lineno, sample in read_jsonl(samples):
+        try:
+            doc, answers = sample["doc"], sample["filtered_resps"][0]
+            rows.append({"id": doc["id"], "prompt": doc["prompt"], "generations": list(answers)})
+        except (KeyError, IndexError, TypeError) as err:
+            raise InputError(f"{samples}:{lineno}: not an lm-eval sample of a noveltybench task ({err!r})") from None
+    target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_generations(path: Path, k: int) -> list[dict]:
+    rows, seen = [], set()
+    for lineno, row in read_jsonl(path):
+        where = f"{path}:{lineno}"
+        for field, kind in (("id", str), ("prompt", str), ("generations", list)):
+            if not isinstance(row.get(field), kind):
+                raise InputError(f"{where}: field {field!r} must be a {kind.__name__}")
+        where += f" (prompt id {row['id']})"
+        if row["id"] in seen:
+            raise InputError(f"{where}: duplicate prompt id")
+        seen.add(row["id"])
+        if len(row["generations"]) < k:
+            raise InputError(f"{where}: {len(row['generations'])} generations, NoveltyBench needs {k}")
+        for j, g in enumerate(row["generations"]):
+            if not isinstance(g, str) or not g.strip():
+                raise InputError(f"{where}: generation {j} is empty or not a string")
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{path}: no prompts")
+    return rows
+
+
+def finished_ids(path: Path) -> set[str]:
+    """Ids already written; a torn last line (a crash mid-write) is dropped so it is redone."""
+    if not path.exists():
+        return set()
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    good = []
+    for line in lines:
+        try:
+            good.append(json.loads(line)["id"])
+        except (json.JSONDecodeError, KeyError):
+            break
+    if len(good) < len(lines):
+        path.write_text("".join(lines[: len(good)]), encoding="utf-8")
+    return set(good)
+
+
+def append(path: Path, record: dict) -> None:
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def check_settings(eval_dir: Path, settings: dict) -> None:
+    """Resuming with other settings would mix two evaluations in one file: refuse."""
+    path = eval_dir / SETTINGS_FILE
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != settings:
+            changed = sorted(k for k in settings if before.get(k) != settings[k])
+            raise InputError(f"{eval_dir} holds results made with other settings ({', '.join(changed)}); "
+                             "use a new --eval-dir or delete partitions.jsonl, scores.jsonl and " + SETTINGS_FILE)
+    else:
+        path.write_text(json.dumps(settings, indent=1))
+
+
+def equivalence_backend(args, rows):
+    if args.equivalence == "unigram":
+        return nb.unigram_equivalence()
+    if args.equivalence == "classifier":
+        return nb.ClassifierEquivalence(args.classifier)
+    from ..scoring import Scorer, ScoringConfig
+
+    texts = sorted({g for r in rows for g in r["generations"]})
+    scorer = Scorer(ScoringConfig(embedder=args.embedder, progress=True))
+    return nb.embedding_equivalence(dict(zip(texts, scorer.embed(texts, "embedding generations", 8))))
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..scoring import Scorer, ScoringConfig
+
+    eval_dir: Path = args.eval_dir
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    if args.samples:
+        samples_to_generations(args.samples, eval_dir / "generations.jsonl")
+    rows = read_generations(eval_dir / "generations.jsonl", args.k)
+    settings = {"equivalence": args.equivalence, "classifier": args.classifier if args.equivalence == "classifier"
+                else None, "embedder": args.embedder, "reward_model": args.reward_model, "patience": args.patience}
+    check_settings(eval_dir, settings)
+
+    partitions_path, scores_path = eval_dir / "partitions.jsonl", eval_dir / "scores.jsonl"
+    todo = [r for r in rows if r["id"] not in finished_ids(partitions_path)]
+    if todo:
+        equivalent = equivalence_backend(args, todo)
+        for row in tqdm(todo, desc=f"partitions ({args.equivalence})", unit="prompt"):
+            labels = nb.partition(row["generations"], equivalent)
+            append(partitions_path, {**row, "partition": labels, "distinct": max(labels),
+                                     "num_classes": max(labels) + 1})
+    partitions = {r["id"]: r for _, r in read_jsonl(partitions_path)}
+
+    todo = [r for r in rows if r["id"] not in finished_ids(scores_path)]
+    if todo:
+        scorer = Scorer(ScoringConfig(embedder=args.embedder, reward_model=args.reward_model))
+        for row in tqdm(todo, desc="scores", unit="prompt"):
+            labels = partitions[row["id"]]["partition"]
+            gens = row["generations"]
+            semantic = scorer.score(gens, prompts=[row["prompt"]] * len(gens), metrics=["novelty", "diversity"]).rows
+            record = {**partitions[row["id"]], "generation_scores": None, "partition_scores": None, "utility": None}
+            if args.reward_model:
+                rewards = scorer.score(gens, prompts=[row["prompt"]] * len(gens), metrics=["quality"]).rows
+                ratings = [nb.rating(r["quality"]) for r in rewards]
+                record["generation_scores"] = nb.generation_scores(labels, ratings)
+                record["partition_scores"] = nb.partition_scores(labels, ratings)
+                record["utility"] = nb.utility(record["generation_scores"], args.patience)
+            record["novelty"] = sum(r["novelty"] for r in semantic) / len(semantic)
+            record["diversity"] = sum(r["diversity"] for r in semantic) / len(semantic)
+            append(scores_path, record)
+
+    scores = [r for _, r in read_jsonl(scores_path) if r["id"] in {row["id"] for row in rows}]
+    summary = {
+        "distinct": sum(r["num_classes"] for r in scores) / len(scores),
+        "utility": sum(r["utility"] for r in scores) / len(scores) if args.reward_model else None,
+        "novelty": sum(r["novelty"] for r in scores) / len(scores),
+        "diversity": sum(r["diversity"] for r in scores) / len(scores),
+        "num_prompts": len(scores),
+        "distinct_means": "number of equivalence classes per prompt, averaged (partitions.jsonl's "
+                          "`distinct` is classes - 1, as in the reference files)",
+        **settings,
+    }
+    if not args.reward_model:
+        summary["utility_unavailable"] = "no reward model given (--reward-model)"
+    tmp = eval_dir / ".summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, eval_dir / "summary.json")
+    print(json.dumps({k: summary[k] for k in ("distinct", "utility", "novelty", "diversity", "num_prompts")}))
+    print(f"wrote partitions.jsonl, scores.jsonl and summary.json in {eval_dir}", file=sys.stderr)
+    return 0

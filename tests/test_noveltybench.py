@@ -1,0 +1,204 @@
+"""NoveltyBench partition and utility against hand-worked examples; the `noveltybench` command's files."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from crpo_bench import noveltybench as nb
+from crpo_bench.cli import main
+
+
+def never(a, b):
+    return False
+
+
+def test_short_text_rule_counts_common_words_against_the_longer_text():
+    assert nb.short_texts_equivalent("Paris", "paris") is True            # 2*1 >= 1
+    assert nb.short_texts_equivalent("the red fox", "a red dog") is False  # 2*1 < 3
+    assert nb.short_texts_equivalent("the red fox", "the red dog") is True  # 2*2 >= 3
+    assert nb.short_texts_equivalent("one two three four five six", "one") is None  # 6 words: backend decides
+
+
+def test_partition_is_greedy_in_order_against_class_representatives():
+    # backend: equivalent when they share the first letter; long texts so the short rule stays out
+    pad = " and so on and so forth"
+    texts = ["apple pie" + pad, "banana bread" + pad, "avocado toast" + pad, "blueberry jam" + pad,
+             "cherry tart" + pad, "apricot cake" + pad]
+    first_letter = lambda a, b: a[0] == b[0]  # noqa: E731
+    assert nb.partition(texts, first_letter) == [0, 1, 0, 1, 2, 0]
+    assert nb.partition(texts, never) == [0, 1, 2, 3, 4, 5]
+    # a generation is compared with each class's first member only, in class order
+    calls = []
+    nb.partition(["x1" + pad, "y1" + pad, "z1" + pad], lambda a, b: calls.append((a[:2], b[:2])) or False)
+    assert calls == [("x1", "y1"), ("x1", "z1"), ("y1", "z1")]
+
+
+def test_short_rule_comes_before_the_backend():
+    assert nb.partition(["Paris", "paris", "Rome"], lambda a, b: True) == [0, 0, 1]
+
+
+def test_unigram_backend_uses_rouge1_f():
+    # 4 tokens each, 2 in common: P = R = 0.5, F = 0.5 > 0.458
+    assert nb.rouge1_f("a b c d", "a b e f") == pytest.approx(0.5)
+    assert nb.unigram_equivalence()("a b c d", "a b e f") is True
+    # 2 of 5 in common: F = 0.4
+    assert nb.unigram_equivalence()("a b c d e", "a b f g h") is False
+    assert nb.rouge1_f("x", "y") == 0.0
+
+
+def test_embedding_backend_thresholds_cosine():
+    import numpy as np
+
+    vectors = {"a": np.array([1.0, 0.0]), "b": np.array([0.8, 0.6]), "c": np.array([0.6, 0.8])}
+    equivalent = nb.embedding_equivalence(vectors, threshold=0.7)
+    assert equivalent("a", "b") is True and equivalent("a", "c") is False  # cos 0.8, 0.6
+
+
+def test_classifier_backend_input_format_and_threshold(tmp_path):
+    """A tiny random BERT pair classifier: [CLS] a [SEP] b [SEP], types 0/1, P(class 1) > threshold."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "c"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, cls_token="[CLS]", sep_token="[SEP]", pad_token="[PAD]",
+                                   unk_token="[UNK]")
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=7, hidden_size=16, num_hidden_layers=1,
+                                                     num_attention_heads=2, intermediate_size=32, num_labels=2))
+    model.save_pretrained(tmp_path)
+    fast.save_pretrained(tmp_path)
+    clf = nb.ClassifierEquivalence(str(tmp_path))
+    long_a = " ".join(["a"] * 200)
+    p = clf.probability(long_a, "b c")
+    ids = [2] + [4] * 128 + [3] + [5, 6] + [3]  # each side cut to 128 tokens
+    types = [0] * 130 + [1] * 3
+    with torch.no_grad():
+        want = torch.softmax(clf.model(input_ids=torch.tensor([ids]), token_type_ids=torch.tensor([types])).logits[0], -1)[1]
+    assert p == pytest.approx(float(want), abs=1e-6)
+    clf.threshold = p - 1e-6
+    assert clf(long_a, "b c") is True
+    clf.threshold = p + 1e-6
+    assert clf(long_a, "b c") is False
+
+
+def test_rating_thresholds():
+    t = nb.REWARD_THRESHOLDS
+    assert nb.rating(-100) == 1 and nb.rating(t[0]) == 1  # bisect_left: a tie stays below
+    assert nb.rating(t[0] + 1e-9) == 2 and nb.rating(-5.2) == 6 and nb.rating(0.0) == 10
+
+
+def test_utility_counts_first_of_class_with_patience_weights():
+    labels = [0, 0, 1, 0, 2]
+    ratings = [5, 9, 7, 9, 3]
+    scores = nb.generation_scores(labels, ratings)
+    assert scores == [5, 0, 7, 0, 3]
+    assert nb.partition_scores(labels, ratings) == [5, 7, 3]
+    weights = [1, 0.8, 0.64, 0.512, 0.4096]
+    assert nb.utility(scores) == pytest.approx((5 + 7 * 0.64 + 3 * 0.4096) / sum(weights))
+    assert nb.utility([10] + [0] * 9) == pytest.approx(10 / sum(0.8 ** i for i in range(10)))  # 2.2406, as in the reference file
+    assert nb.utility([4, 4], patience=0.5) == pytest.approx(4.0)
+
+
+def test_reference_files_utilities_recompute(shared_data):
+    for line in (shared_data / "noveltybench" / "gemini-1.5-pro-curated-calibration.jsonl").open():
+        row = json.loads(line)
+        assert max(row["partition"]) == row["distinct"]  # the reference field is classes - 1
+        assert nb.utility(row["generation_scores"]) == pytest.approx(row["utility"], abs=1e-9)
+        first = {}
+        for label, s in zip(row["partition"], row["generation_scores"]):
+            first.setdefault(label, s)
+        assert [first[k] for k in sorted(first)] == row["partition_scores"]
+
+
+def write_generations(path, rows):
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+GENS = [
+    {"id": "p-1", "prompt": "Name a color.", "generations": ["Red", "red", "Blue", "Green", "red", "Blue.", "Teal",
+                                                             "Red", "Mauve", "green"]},
+    {"id": "p-2", "prompt": "Tell a one-line joke.", "generations": [
+        "Why did the chicken cross the road? To get to the other side.",
+        "Why did the chicken cross the road? To reach the other side!",
+        "I told my computer a joke about UDP, but it did not get it.",
+        *["What do you call a fish with no eyes? A fsh, said the fishmonger."] * 7]},
+]
+
+
+def test_noveltybench_command_writes_every_file(tmp_path, tiny_reward_folder, capsys):
+    write_generations(tmp_path / "run", GENS)
+    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram",
+                 "--reward-model", str(tiny_reward_folder)]) == 0
+    partitions = [json.loads(x) for x in (tmp_path / "run" / "partitions.jsonl").read_text().splitlines()]
+    # colors: short-text rule, case-insensitive words, "Blue." vs "Blue" differ by punctuation
+    assert partitions[0]["partition"] == [0, 0, 1, 2, 0, 3, 4, 0, 5, 2]
+    assert partitions[0]["num_classes"] == 6 and partitions[0]["distinct"] == 5
+    assert partitions[1]["partition"] == [0, 0, 1, 2, 2, 2, 2, 2, 2, 2]
+    scores = [json.loads(x) for x in (tmp_path / "run" / "scores.jsonl").read_text().splitlines()]
+    for row, part in zip(scores, partitions):
+        assert set(row) >= {"id", "prompt", "generations", "partition", "distinct", "generation_scores",
+                            "partition_scores", "utility", "novelty", "diversity"}
+        assert all(1 <= s <= 10 for s in row["partition_scores"]) and len(row["partition_scores"]) == part["num_classes"]
+        assert row["utility"] == pytest.approx(nb.utility(row["generation_scores"]))
+        assert [s > 0 for s in row["generation_scores"]] == [
+            part["partition"][i] not in part["partition"][:i] for i in range(10)]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["distinct"] == pytest.approx(4.5) and summary["num_prompts"] == 2
+    assert summary["utility"] == pytest.approx((scores[0]["utility"] + scores[1]["utility"]) / 2)
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["distinct"] == pytest.approx(4.5)
+
+
+def test_without_reward_model_utility_is_unavailable_not_a_number(tmp_path):
+    write_generations(tmp_path / "run", GENS[:1])
+    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["utility"] is None and "no reward model" in summary["utility_unavailable"]
+    row = json.loads((tmp_path / "run" / "scores.jsonl").read_text())
+    assert row["utility"] is None and row["generation_scores"] is None
+
+
+def test_resume_skips_finished_prompts_and_redoes_a_torn_line(tmp_path, monkeypatch):
+    write_generations(tmp_path / "run", GENS)
+    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 0
+    partitions = tmp_path / "run" / "partitions.jsonl"
+    first, second = partitions.read_text().splitlines(keepends=True)
+    partitions.write_text(first + second[: len(second) // 2])  # crash in the middle of prompt 2
+    seen = []
+    real = nb.partition
+    monkeypatch.setattr(nb, "partition", lambda gens, eq: seen.append(gens[0]) or real(gens, eq))
+    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 0
+    assert seen == [GENS[1]["generations"][0]]  # only the torn prompt is partitioned again
+    assert partitions.read_text().splitlines(keepends=True) == [first, second]
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, capsys):
+    write_generations(tmp_path / "run", GENS[:1])
+    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 0
+    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "embedding"]) == 2
+    assert "holds results made with other settings (equivalence)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"id": "a", "prompt": "x", "generations": ["g"] * 9}], "generations.jsonl:1 (prompt id a): 9 generations, NoveltyBench needs 10"),
+    ([{"id": "a", "prompt": "x", "generations": ["g"] * 9 + ["  "]}], "(prompt id a): generation 9 is empty"),
+    ([{"id": 3, "prompt": "x", "generations": []}], "generations.jsonl:1: field 'id' must be a str"),
+    ([{"id": "a", "prompt": "x", "generations": ["g"] * 10}] * 2, "generations.jsonl:2 (prompt id a): duplicate prompt id"),
+])
+def test_bad_generations_name_the_prompt_or_line(tmp_path, capsys, rows, message):
+    write_generations(tmp_path / "run", rows)
+    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_malformed_line_is_named(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "generations.jsonl").write_text('{"id": "a", "prompt": \n')
+    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 2
+    assert "generations.jsonl:1: malformed JSON" in capsys.readouterr().err
