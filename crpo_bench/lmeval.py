@@ -26,10 +26,11 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from . import muce
+from . import muce, noveltybench
 from .scoring import Scorer, ScoringConfig
 
 log = logging.getLogger("crpo_bench.lmeval")
@@ -58,7 +59,8 @@ INSTRUCTIONS = {
 GENERIC_INSTRUCTION = "Give an original and creative response to the following prompt: {item}"
 
 SETTINGS_ENV = {"embedder": "CRPO_EMBEDDER", "lm": "CRPO_LM", "reward_model": "CRPO_REWARD_MODEL",
-                "degenerate": "CRPO_DEGENERATE", "stderr": "CRPO_STDERR", "bootstrap_iters": "CRPO_BOOTSTRAP_ITERS"}
+                "degenerate": "CRPO_DEGENERATE", "stderr": "CRPO_STDERR", "bootstrap_iters": "CRPO_BOOTSTRAP_ITERS",
+                "equivalence": "CRPO_EQUIVALENCE", "classifier": "CRPO_CLASSIFIER", "patience": "CRPO_PATIENCE"}
 STDERR_METHODS = ("jackknife", "bootstrap")
 
 # Settings of each task, recorded when lm-eval loads its data (the only hook that sees
@@ -78,6 +80,9 @@ def resolve_settings(metadata: dict) -> dict:
     if settings["stderr"] not in STDERR_METHODS:
         raise ValueError(f"stderr method {settings['stderr']!r}: choose one of {STDERR_METHODS}")
     settings["bootstrap_iters"] = int(settings["bootstrap_iters"] or 200)
+    settings["equivalence"] = settings["equivalence"] or "embedding"  # offline; "classifier" = the reference
+    settings["classifier"] = settings["classifier"] or noveltybench.CLASSIFIER_ID
+    settings["patience"] = float(settings["patience"] or noveltybench.PATIENCE)
     if isinstance(settings["lm"], str) and settings["lm"].lower() in ("none", "off", "false"):
         settings["lm"] = "none"
     return settings
@@ -111,13 +116,44 @@ def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | 
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 
+NOVELTYBENCH_HUB_ID = "yimingzhang/novelty-bench"
+NOVELTYBENCH_FILES = {"curated": "curated.jsonl", "wildchat": "wildchat-1k.jsonl"}
+
+
+def noveltybench_dataset(subset: str, task_name: str, noveltybench_data: str | None = None, **metadata):
+    """lm-eval `custom_dataset`: NoveltyBench prompts from the hub, or a local JSONL in the
+    published format (a file, or a folder holding curated.jsonl / wildchat-1k.jsonl)."""
+    import datasets
+
+    _task_settings[task_name] = {**resolve_settings(metadata), "kind": "noveltybench"}
+    source = noveltybench_data or os.environ.get("CRPO_NOVELTYBENCH_DATA")
+    if source:
+        path = Path(source) / NOVELTYBENCH_FILES[subset] if Path(source).is_dir() else Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{task_name}: NoveltyBench data {path} does not exist")
+        rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+    else:
+        try:
+            rows = list(datasets.load_dataset(NOVELTYBENCH_HUB_ID, split=subset))
+        except Exception as err:
+            raise RuntimeError(f"cannot load {NOVELTYBENCH_HUB_ID} ({type(err).__name__}); offline, pass the "
+                               "published JSONL: CRPO_NOVELTYBENCH_DATA=/path/to/novelty-bench/data") from err
+    docs = [{"task": task_name, "id": str(r["id"]), "prompt": r["prompt"]} for r in rows]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+
+
 # --- per-document results ------------------------------------------------------------
 
 CORPUS_METRICS = ("novelty", "diversity", "dsi", "theme_uniqueness", "num_themes", "prompt_novelty",
                   "prompt_diversity", *(f"ngram_diversity_{n}" for n in range(1, 6)))
 
 
+NOVELTYBENCH_METRICS = ("distinct", "prompt_novelty", "prompt_diversity")
+
+
 def metrics_for(settings: dict) -> tuple[str, ...]:
+    if settings.get("kind") == "noveltybench":
+        return NOVELTYBENCH_METRICS + (("utility",) if settings["reward_model"] else ())
     metrics = CORPUS_METRICS
     if settings["lm"] != "none":
         metrics += ("surprise", "perplexity")
@@ -218,6 +254,40 @@ def resamples(n: int, method: str, iters: int, seed: int = 1234):
     return [rng.integers(0, n, n).tolist() for _ in range(iters)], lambda values: float(np.nanstd(values, ddof=1))
 
 
+def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dict:
+    """Classes, utility and per-prompt novelty/diversity of each prompt: they depend on that
+    prompt's generations only, so resampling prompts reuses them."""
+    if settings["equivalence"] == "classifier":
+        equivalent = noveltybench.ClassifierEquivalence(settings["classifier"])
+    elif settings["equivalence"] == "unigram":
+        equivalent = noveltybench.unigram_equivalence()
+    else:
+        texts = sorted({a for _, _, answers in items for a in answers})
+        equivalent = noveltybench.embedding_equivalence(dict(zip(texts, scorer.embed(texts, "embedding", 8))))
+    answers, prompts, owner = _flatten(items)
+    semantic = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"]).rows
+    rewards = scorer.score(answers, prompts=prompts, metrics=["quality"]).rows if settings["reward_model"] else None
+    out = {}
+    for k, (_, prompt, gens) in enumerate(items):
+        rows = [i for i, o in enumerate(owner) if o == k]
+        labels = noveltybench.partition(gens, equivalent)
+        values = {"distinct": max(labels) + 1,
+                  "prompt_novelty": float(np.mean([semantic[i]["novelty"] for i in rows])),
+                  "prompt_diversity": float(np.mean([semantic[i]["diversity"] for i in rows]))}
+        if rewards is not None:
+            ratings = [noveltybench.rating(rewards[i]["quality"]) for i in rows]
+            values["utility"] = noveltybench.utility(noveltybench.generation_scores(labels, ratings),
+                                                     settings["patience"])
+        out[(prompt, gens)] = values
+    return out
+
+
+def noveltybench_values(items: list, per_prompt: dict) -> dict[str, float]:
+    """Means over prompts of the per-prompt values."""
+    rows = [per_prompt[(prompt, gens)] for _, prompt, gens in items]
+    return {m: float(np.mean([r[m] for r in rows])) for m in rows[0]}
+
+
 @functools.lru_cache(maxsize=16)
 def _task_report(key: str, items_json: str) -> dict:
     """Point estimates and standard errors of every metric of one task (cached: lm-eval
@@ -225,15 +295,20 @@ def _task_report(key: str, items_json: str) -> dict:
     items = [(t, p, tuple(r)) for t, p, r in json.loads(items_json)]
     settings = _task_settings.get(items[0][0], resolve_settings({}))
     scorer = _scorer(settings["embedder"], settings["lm"], settings["reward_model"], settings["degenerate"])
-    per_answer = _per_answer_scores(items, scorer, settings)
-    point = corpus_values(items, scorer, per_answer)
+    if settings.get("kind") == "noveltybench":
+        per_prompt = _noveltybench_per_prompt(items, scorer, settings)
+        values = functools.partial(noveltybench_values, per_prompt=per_prompt)
+    else:
+        per_answer = _per_answer_scores(items, scorer, settings)
+        values = functools.partial(corpus_values, scorer=scorer, per_answer=per_answer)
+    point = values(items)
     if len(items) < 2:
         return {"point": point, "stderr": {m: float("nan") for m in point}}
     # Recompute every metric on resampled sets of prompts (embeddings come from memory).
     subsets, spread_to_se = resamples(len(items), settings["stderr"], settings["bootstrap_iters"])
     draws = {m: [] for m in point}
     for subset in subsets:
-        for m, v in corpus_values([items[k] for k in subset], scorer, per_answer).items():
+        for m, v in values([items[k] for k in subset]).items():
             draws[m].append(v)
     return {"point": point, "stderr": {m: spread_to_se(np.asarray(v, dtype=float)) for m, v in draws.items()}}
 
@@ -255,7 +330,8 @@ def _aggregation(metric: str) -> Callable[[list], float]:
     return aggregate
 
 
-AGGREGATIONS = {m: _aggregation(m) for m in (*CORPUS_METRICS, "surprise", "perplexity", "quality")}
+AGGREGATIONS = {m: _aggregation(m) for m in (*CORPUS_METRICS, "surprise", "perplexity", "quality",
+                                              "distinct", "utility")}
 globals().update({f"aggregate_{m}": f for m, f in AGGREGATIONS.items()})
 
 

@@ -108,3 +108,30 @@ def test_automatic_registration_can_be_switched_off(opt_out, found):
     env = {**os.environ, "CRPO_BENCH_NO_LMEVAL_TASKS": opt_out}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.stdout.split() == [str(found)] * 3, out.stderr[-2000:]
+
+
+def test_noveltybench_curated_in_lm_eval_then_the_noveltybench_command(tmp_path, shared_data, tiny_lm_folder,
+                                                                       tiny_reward_folder):
+    metadata = {"noveltybench_data": str(shared_data / "noveltybench"), "equivalence": "unigram",
+                "reward_model": str(tiny_reward_folder)}
+    lm_eval(["--model", "hf", "--model_args", f"pretrained={tiny_lm_folder}", "--tasks", "noveltybench_curated",
+             "--limit", "2", "--gen_kwargs", "max_gen_toks=12", "--metadata", json.dumps(metadata),
+             "--output_path", str(tmp_path / "out"), "--log_samples"], cwd=tmp_path)
+    task = read_results(tmp_path / "out")["results"]["noveltybench_curated"]
+    for metric in ("distinct", "utility", "prompt_novelty", "prompt_diversity"):
+        assert isinstance(task[f"{metric},samples"], float) and isinstance(task[f"{metric}_stderr,samples"], float)
+    assert 1 <= task["distinct,samples"] <= 10 and 1 <= task["utility,samples"] <= 10
+    samples = read_samples(tmp_path / "out", "noveltybench_curated")
+    assert [s["doc"]["id"] for s in samples] == ["curated-0", "curated-1"]
+    assert all(len(s["filtered_resps"][0]) == 10 for s in samples)
+
+    # the same generations through `crpo-bench noveltybench`: the same number of classes
+    (samples_file,) = (tmp_path / "out").glob("*/samples_noveltybench_curated_*.jsonl")
+    exe = Path(sys.executable).parent / "crpo-bench"
+    proc = subprocess.run([str(exe), "noveltybench", "--eval-dir", str(tmp_path / "nb"), "--samples",
+                           str(samples_file), "--equivalence", "unigram", "--reward-model", str(tiny_reward_folder)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "nb" / "summary.json").read_text())
+    assert summary["distinct"] == pytest.approx(task["distinct,samples"])
+    assert summary["utility"] == pytest.approx(task["utility,samples"])

@@ -95,3 +95,22 @@ def test_lm_eval_uses_our_standard_errors():
     assert evaluator_utils.stderr_for_metric(lmeval.aggregate_novelty, 100000) is lmeval.aggregate_novelty.crpo_stderr
     assert evaluator_utils.stderr_for_metric(mean, 100000) is mean_stderr  # lm-eval's own still work
     assert evaluator_utils.stderr_for_metric(lmeval.aggregate_novelty, 0) is None  # --bootstrap_iters 0: none
+
+
+def test_noveltybench_reports_utility_only_with_a_reward_model(monkeypatch):
+    settings = {**lmeval.resolve_settings({}), "kind": "noveltybench"}
+    monkeypatch.setitem(lmeval._task_settings, "nb", settings)
+    assert set(lmeval.process_results({"task": "nb", "prompt": "p"}, [["a"] * 10])) == {
+        "distinct", "prompt_novelty", "prompt_diversity"}
+    monkeypatch.setitem(lmeval._task_settings, "nb", {**settings, "reward_model": "/some/folder"})
+    assert "utility" in lmeval.process_results({"task": "nb", "prompt": "p"}, [["a"] * 10])
+
+
+def test_noveltybench_aggregation_is_the_mean_number_of_classes(monkeypatch):
+    monkeypatch.setitem(lmeval._task_settings, "nb", {**lmeval.resolve_settings({"equivalence": "unigram"}),
+                                                      "kind": "noveltybench"})
+    items = [("nb", "Name a color.", ("Red", "red", "Blue", "Green", "red", "Blue.", "Teal", "Red", "Mauve", "green")),
+             ("nb", "Say hi.", ("hi",) * 10)]
+    assert lmeval.aggregate_distinct(items) == pytest.approx((6 + 1) / 2)
+    # leave-one-prompt-out over two prompts: values 1 and 6 -> se = sqrt(1/2 * (2.5^2 * 2)) = 2.5
+    assert lmeval.aggregate_distinct.crpo_stderr(items) == pytest.approx(2.5)
