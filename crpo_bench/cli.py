@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import noveltybench, score, serve
+from .commands import noveltybench, originality, score, serve, validate
 from .jsonl import InputError
 from .models import ModelLoadError
 
-VERBS = {"score": score, "serve": serve, "noveltybench": noveltybench}
+VERBS = {"score": score, "serve": serve, "noveltybench": noveltybench, "originality": originality,
+         "validate": validate}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -60,12 +60,15 @@ GENERIC_INSTRUCTION = "Give an original and creative response to the following p
 
 SETTINGS_ENV = {"embedder": "CRPO_EMBEDDER", "lm": "CRPO_LM", "reward_model": "CRPO_REWARD_MODEL",
                 "degenerate": "CRPO_DEGENERATE", "stderr": "CRPO_STDERR", "bootstrap_iters": "CRPO_BOOTSTRAP_ITERS",
-                "equivalence": "CRPO_EQUIVALENCE", "classifier": "CRPO_CLASSIFIER", "patience": "CRPO_PATIENCE"}
+                "equivalence": "CRPO_EQUIVALENCE", "classifier": "CRPO_CLASSIFIER", "patience": "CRPO_PATIENCE",
+                "originality_model": "CRPO_ORIGINALITY_MODEL"}
 STDERR_METHODS = ("jackknife", "bootstrap")
 
 # Settings of each task, recorded when lm-eval loads its data (the only hook that sees
 # the task's metadata); process_results stamps the task name on every item.
 _task_settings: dict[str, dict] = {}
+# (task name, prompt) -> (MuCE item, MuCE task slug), for originality and semantic distance
+_prompt_items: dict[tuple[str, str], tuple[str, str]] = {}
 
 
 def instruction(task: str, item: str) -> str:
@@ -113,6 +116,7 @@ def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | 
                          f"{source or muce.HUB_ID}")
     log.info("%s: %d prompts from %s; scorer settings %s", task_name, len(items), source or muce.HUB_ID, settings)
     docs = [{"task": task_name, "item": item, "prompt": instruction(muce_task, item)} for item in items]
+    _prompt_items.update({(task_name, d["prompt"]): (item, muce_task) for d, item in zip(docs, items)})
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 
 
@@ -154,7 +158,7 @@ NOVELTYBENCH_METRICS = ("distinct", "prompt_novelty", "prompt_diversity")
 def metrics_for(settings: dict) -> tuple[str, ...]:
     if settings.get("kind") == "noveltybench":
         return NOVELTYBENCH_METRICS + (("utility",) if settings["reward_model"] else ())
-    metrics = CORPUS_METRICS
+    metrics = CORPUS_METRICS + ("semantic_distance", "originality")
     if settings["lm"] != "none":
         metrics += ("surprise", "perplexity")
     if settings["reward_model"]:
@@ -182,9 +186,9 @@ def process_results(doc: dict, results: list) -> dict:
 
 
 @functools.lru_cache(maxsize=8)
-def _scorer(embedder, lm, reward_model, degenerate) -> Scorer:
-    return Scorer(ScoringConfig(embedder=embedder, lm=None if lm == "none" else lm,
-                                reward_model=reward_model, degenerate=degenerate))
+def _scorer(embedder, lm, reward_model, degenerate, originality_model) -> Scorer:
+    return Scorer(ScoringConfig(embedder=embedder, lm=None if lm == "none" else lm, reward_model=reward_model,
+                                degenerate=degenerate, originality_model=originality_model))
 
 
 def _flatten(items: list) -> tuple[list[str], list[str], list[int]]:
@@ -218,21 +222,26 @@ def corpus_values(items: list, scorer: Scorer, per_answer: dict) -> dict[str, fl
         out[f"ngram_diversity_{n}"] = float("nan") if value is None else value
     out["prompt_novelty"] = _mean([r["novelty"] for r in prompt_scores.rows], keep)
     out["prompt_diversity"] = _mean([r["diversity"] for r in prompt_scores.rows], keep)
-    for metric in ("surprise", "perplexity", "quality"):
+    for metric in ("semantic_distance", "originality", "surprise", "perplexity", "quality"):
         if metric in per_answer:
             out[metric] = _mean([per_answer[metric][(p, a)] for p, a in zip(prompts, answers)], keep)
     return out
 
 
 def _per_answer_scores(items: list, scorer: Scorer, settings: dict) -> dict:
-    """Surprise and quality of each distinct (prompt, answer): they do not depend on the corpus."""
+    """Scores of each distinct (prompt, answer) that do not depend on the corpus: semantic
+    distance to the item, originality, surprise, quality."""
     answers, prompts, _ = _flatten(items)
     pairs = sorted(set(zip(prompts, answers)))
-    wanted = (["surprise"] if settings["lm"] != "none" else []) + (["quality"] if settings["reward_model"] else [])
-    if not wanted or not pairs:
+    wanted = ["semantic_distance", "originality"] + (["surprise"] if settings["lm"] != "none" else []) \
+        + (["quality"] if settings["reward_model"] else [])
+    if not pairs:
         return {}
-    rows = scorer.score([a for _, a in pairs], prompts=[p for p, _ in pairs], metrics=wanted).rows
-    fields = [f for m in wanted for f in ({"surprise": ("surprise", "perplexity"), "quality": ("quality",)}[m])]
+    task = items[0][0]
+    item_of = [_prompt_items.get((task, p), (p, "")) for p, _ in pairs]
+    rows = scorer.score([a for _, a in pairs], prompts=[p for p, _ in pairs], metrics=wanted,
+                        items=[i for i, _ in item_of], tasks=[t for _, t in item_of]).rows
+    fields = [f for m in wanted for f in {"surprise": ("surprise", "perplexity")}.get(m, (m,))]
     return {f: {pair: row[f] for pair, row in zip(pairs, rows)} for f in fields}
 
 
@@ -294,7 +303,8 @@ def _task_report(key: str, items_json: str) -> dict:
     calls each metric's aggregation and stderr separately on the same items)."""
     items = [(t, p, tuple(r)) for t, p, r in json.loads(items_json)]
     settings = _task_settings.get(items[0][0], resolve_settings({}))
-    scorer = _scorer(settings["embedder"], settings["lm"], settings["reward_model"], settings["degenerate"])
+    scorer = _scorer(settings["embedder"], settings["lm"], settings["reward_model"], settings["degenerate"],
+                     settings["originality_model"])
     if settings.get("kind") == "noveltybench":
         per_prompt = _noveltybench_per_prompt(items, scorer, settings)
         values = functools.partial(noveltybench_values, per_prompt=per_prompt)
@@ -330,8 +340,8 @@ def _aggregation(metric: str) -> Callable[[list], float]:
     return aggregate
 
 
-AGGREGATIONS = {m: _aggregation(m) for m in (*CORPUS_METRICS, "surprise", "perplexity", "quality",
-                                              "distinct", "utility")}
+AGGREGATIONS = {m: _aggregation(m) for m in (*CORPUS_METRICS, "semantic_distance", "originality", "surprise",
+                                              "perplexity", "quality", "distinct", "utility")}
 globals().update({f"aggregate_{m}": f for m, f in AGGREGATIONS.items()})
 
 

@@ -115,3 +115,23 @@ def load_rows(source: str | None = None, splits=SPLITS) -> list[dict]:
             "or CRPO_MUCE_DATA=/path/muce.jsonl"
         ) from err
     return [dict(r, Set=split) for split in splits if split in hub for r in hub[split]]
+
+
+def read_rated(source: str | Path, split: str = "train") -> list[dict]:
+    """Human-rated rows in MuCE's schema from an ocsai file, a local MuCE-schema file, or
+    "hub" (MuCE on the hub); only rows with a numeric score are kept."""
+    if str(source) == "hub":
+        rows = load_rows(None, splits=(split,))
+    else:
+        path = Path(source)
+        with path.open(encoding="utf-8") as f:
+            first = f.readline()
+        is_ocsai = path.suffix == ".jsonl" and first.strip() and {"prompt", "completion"} <= set(json.loads(first))
+        rows = read_ocsai(path, split) if is_ocsai else read_table(path)
+    rated = []
+    for r in rows:
+        try:
+            rated.append({**r, "facsco_grm_scaled": float(r["facsco_grm_scaled"])})
+        except (KeyError, TypeError, ValueError):
+            continue
+    return rated

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import models, text
+from . import models, muce, text
 from .embedding_cache import EmbeddingCache, embed_with_cache
-from .metrics import ngrams, quality, semantic, surprise, themes
+from .metrics import ngrams, originality, quality, semantic, surprise, themes
 
 DEGENERATE_POLICIES = ("exclude", "reference_compat")
 
@@ -39,10 +39,13 @@ METRIC_FIELDS = {
     "ngram_diversity": tuple(f"ngram_diversity_{n}" for n in ngrams.NGRAM_ORDERS),
     "surprise": ("surprise", "perplexity"),
     "quality": ("quality",),
+    "semantic_distance": ("semantic_distance",),
+    "originality": ("originality",),
 }
 METRICS = tuple(METRIC_FIELDS)
 EMBEDDING_METRICS = ("dsi", "novelty", "diversity", "theme_uniqueness")
-OFFLINE_METRICS = ("dsi", "novelty", "diversity", "theme_uniqueness", "ngram_diversity", "surprise")
+OFFLINE_METRICS = ("dsi", "novelty", "diversity", "theme_uniqueness", "ngram_diversity", "surprise",
+                   "semantic_distance", "originality")
 
 
 @dataclass
@@ -52,6 +55,7 @@ class ScoringConfig:
     embedder: str | None = None
     lm: str | None = None
     reward_model: str | None = None
+    originality_model: str | None = None  # folder of a trained model; default: the packaged one
     degenerate: str = "exclude"
     tokenizer: str = "regex"
     embedding_cache: bool = True
@@ -93,6 +97,11 @@ _load_causal_lm = functools.lru_cache(maxsize=2)(models.load_causal_lm)
 _load_reward_model = functools.lru_cache(maxsize=2)(models.load_reward_model)
 
 
+@functools.lru_cache(maxsize=2)
+def _load_originality(folder: str | None):
+    return originality.OriginalityModel.load(folder or models.DEFAULT_ORIGINALITY_MODEL)
+
+
 class Scorer:
     def __init__(self, config: ScoringConfig | None = None, embedder=None):
         self.config = config or ScoringConfig()
@@ -128,8 +137,14 @@ class Scorer:
         corpus_ids: Sequence[Hashable] | None = None,
         prompts: Sequence[str | None] | None = None,
         metrics: Sequence[str] | None = None,
+        items: Sequence[str | None] | None = None,
+        tasks: Sequence[str | None] | None = None,
     ) -> ScoreResult:
-        """Score `responses`; responses with equal `corpus_ids` form one corpus (default: one corpus)."""
+        """Score `responses`; responses with equal `corpus_ids` form one corpus (default: one corpus).
+
+        `items` (the object or concept a creativity test asks about, MuCE's `Prompt`) and
+        `tasks` serve semantic_distance and originality; without an item the prompt is used.
+        """
         cfg = self.config
         metrics = check_metrics(metrics if metrics is not None else default_metrics(cfg), cfg)
         n = len(responses)
@@ -157,6 +172,9 @@ class Scorer:
             nll = surprise.response_nll(model, tokenizer, prompts, list(responses), progress=cfg.progress)
             for row, value in zip(rows, nll):
                 row["surprise"], row["perplexity"] = _num(value), _num(surprise.perplexity(value))
+        if "semantic_distance" in metrics or "originality" in metrics:
+            items = [i if i is not None else p for i, p in zip(items or [None] * n, prompts)]
+            self._relative_to_item(responses, items, list(tasks or [None] * n), kinds, metrics, rows)
         if "quality" in metrics:
             model, tokenizer = _load_reward_model(cfg.reward_model)
             rewards = quality.reward_scores(model, tokenizer, prompts, list(responses), progress=cfg.progress)
@@ -202,6 +220,30 @@ class Scorer:
             if "theme_uniqueness" in metrics:
                 for i in idx:
                     rows[i]["num_themes"] = corpora[cid].get("num_themes", 0)
+
+    def _relative_to_item(self, responses, items, tasks, kinds, metrics, rows) -> None:
+        """semantic_distance = 1 - cos(item, answer); originality from the learned model.
+        Degenerate answers get the lowest originality, never a high one."""
+        from .metrics.originality import SCORE_RANGE
+
+        if any(i is None for i in items):
+            raise ValueError("semantic_distance and originality need each answer's item or prompt")
+        answers = self.embed(sorted(set(responses)), "embedding texts", self.config.text_batch_size)
+        answer_row = {t: j for j, t in enumerate(sorted(set(responses)))}
+        item_vectors = self.embed(sorted(set(items)), "embedding items", self.config.text_batch_size)
+        item_row = {t: j for j, t in enumerate(sorted(set(items)))}
+        a = answers[[answer_row[r] for r in responses]]
+        p = item_vectors[[item_row[i] for i in items]]
+        if "semantic_distance" in metrics:
+            for row, d in zip(rows, 1.0 - (a * p).sum(axis=1)):
+                row["semantic_distance"] = float(d)
+        if "originality" in metrics:
+            model = _load_originality(self.config.originality_model)
+            n_words = [len(text.word_sequence(r, self.config.tokenizer)) for r in responses]
+            slugs = [muce.task_slug(t.removeprefix("muce_")) if t else "" for t in tasks]
+            X = originality.features(a, p, slugs, model.task_names, n_words)
+            for row, kind, value in zip(rows, kinds, model.predict(X)):
+                row["originality"] = SCORE_RANGE[0] if kind is not None else float(value)
 
     def _ngrams(self, responses, members, in_corpus, rows, corpora) -> None:
         sequences = [text.word_sequence(r, self.config.tokenizer) for r in responses]

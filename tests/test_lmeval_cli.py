@@ -14,7 +14,8 @@ from crpo_bench import muce
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY_METRIC = ["novelty", "diversity", "dsi", "theme_uniqueness", "num_themes", "prompt_novelty",
-                "prompt_diversity", *(f"ngram_diversity_{n}" for n in range(1, 6)), "surprise", "perplexity"]
+                "prompt_diversity", *(f"ngram_diversity_{n}" for n in range(1, 6)), "semantic_distance",
+                "originality", "surprise", "perplexity"]
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,7 @@ def test_plain_lm_eval_finds_and_scores_muce_aut(tmp_path, muce_file, tiny_lm_fo
         assert isinstance(stderr, float) and stderr >= 0, (metric, stderr)  # never "N/A"
     assert 0 < task["novelty,samples"] < 1 and 0 < task["diversity,samples"] <= 2
     assert task["num_themes,samples"] >= 1 and task["perplexity,samples"] > 1
+    assert 10 <= task["originality,samples"] <= 50
     # scorer settings given through --metadata are recorded in the results JSON
     recorded = results["configs"]["muce_aut"]["metadata"]
     assert recorded["reward_model"] == str(tiny_reward_folder) and recorded["muce_data"] == str(muce_file)

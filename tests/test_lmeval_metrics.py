@@ -47,7 +47,8 @@ def expected_values(items):
 def test_process_results_hands_all_samples_to_every_metric(settings):
     doc = {"task": "muce_t", "prompt": "Uses for a brick?"}
     out = lmeval.process_results(doc, [["a b", "c d", "e f", "g h"]])
-    assert set(out) == set(lmeval.CORPUS_METRICS)  # lm "none", no reward model: no surprise, no quality
+    # lm "none", no reward model: no surprise, no quality
+    assert set(out) == set(lmeval.CORPUS_METRICS) | {"semantic_distance", "originality"}
     assert out["novelty"] == ("muce_t", "Uses for a brick?", ("a b", "c d", "e f", "g h"))
 
 

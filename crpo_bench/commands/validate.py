@@ -1,0 +1,78 @@
+"""`crpo-bench validate --data FILE`: how far every scorer agrees with human ratings."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tabulate import tabulate
+
+SCORERS = ("novelty", "dsi", "diversity", "semantic_distance", "originality", "surprise", "length")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("validate", help="agreement of every scorer with human ratings (table and plot)")
+    p.add_argument("--data", required=True, help="human-rated answers: ocsai file, MuCE-schema file, or 'hub'")
+    p.add_argument("--scorers", nargs="+", choices=SCORERS, default=list(SCORERS))
+    p.add_argument("--plot", type=Path, default=Path("validity.png"), help="where to write the plot (PNG)")
+    p.add_argument("--iters", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
+    p.add_argument("--embedder")
+    p.add_argument("--lm")
+    p.add_argument("--originality-model", help="folder of a trained originality model (default: packaged)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import muce, text
+    from ..scoring import Scorer, ScoringConfig
+    from ..validity import validity
+
+    rows = muce.read_rated(args.data, "val")
+    if not rows:
+        raise ValueError(f"{args.data}: no rated answers")
+    answers = [str(r["Response"]) for r in rows]
+    items = [str(r["Prompt"]) for r in rows]
+    tasks = [muce.task_slug(str(r["TasksNamesFull"])) for r in rows]
+    human = [r["facsco_grm_scaled"] for r in rows]
+    scorer = Scorer(ScoringConfig(embedder=args.embedder, lm=args.lm, originality_model=args.originality_model,
+                                  progress=True))
+    metrics = [m for m in args.scorers if m != "length"]
+    prompts = [f"{t}: {i}" for t, i in zip(tasks, items)]
+    # corpus = the answers to one item of one task, as in the paper's per-prompt scope
+    result = scorer.score(answers, corpus_ids=list(zip(tasks, items)), prompts=prompts, metrics=metrics,
+                          items=items, tasks=tasks)
+    columns = {m: [row[m] for row in result.rows] for m in metrics}
+    if "length" in args.scorers:
+        columns["length"] = [len(text.word_sequence(a)) for a in answers]
+
+    table, stats = [], {}
+    for name in args.scorers:
+        keep = [k for k, v in enumerate(columns[name]) if v is not None]
+        stats[name] = validity([columns[name][k] for k in keep], [human[k] for k in keep],
+                               [(tasks[k], items[k]) for k in keep], iters=args.iters)
+        table.append([name, *(f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in stats[name].values())])
+    print(f"{len(rows)} human-rated answers from {args.data}, {len(set(zip(tasks, items)))} items; 95% bootstrap CIs")
+    print(tabulate(table, headers=["scorer", "Spearman", "Pearson", "Spearman within item", "Pearson within item"]))
+    plot(stats, args.plot)
+    print(f"plot: {args.plot}")
+    return 0
+
+
+def plot(stats: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(stats)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for k, (key, label) in enumerate((("spearman", "overall"), ("spearman_within", "within item"))):
+        est = [stats[n][key][0] for n in names]
+        err = [[stats[n][key][0] - stats[n][key][1] for n in names], [stats[n][key][2] - stats[n][key][0] for n in names]]
+        ax.bar([i + (k - 0.5) * 0.38 for i in range(len(names))], est, 0.38, yerr=err, capsize=3, label=label)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(names)), names, rotation=20)
+    ax.set_ylabel("Spearman with human ratings")
+    ax.set_title("Agreement of each scorer with human originality ratings (95% CI)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
