@@ -114,3 +114,13 @@ def test_train_and_validate_commands(tmp_path, capsys):
     for name in ("novelty", "semantic_distance", "originality", "length"):
         assert any(line.startswith(name) for line in out.splitlines()), name
     assert (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_correlations_equal_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=50), rng.normal(size=50)
+    x[:5] = x[5]  # ties: average ranks
+    assert correlation(x, y, "spearman") == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    assert correlation(x, y, "pearson") == pytest.approx(stats.pearsonr(x, y).statistic, abs=1e-12)
