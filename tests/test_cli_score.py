@@ -166,3 +166,17 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["scored.jsonl"]
     write_jsonl_atomic(out, [{"new": 1}, {"new": 2}])
     assert out.read_text() == '{"new": 1}\n{"new": 2}\n'
+
+
+def test_item_metrics_use_the_item_field_and_are_left_out_without_item_or_prompt(tmp_path, capsys):
+    rows = [{"task": "aut", "item": "brick", "response": "grind it into red pigment"},
+            {"task": "aut", "item": "brick", "response": "build a wall with it"}]
+    src = write_lines(tmp_path / "in.jsonl", [json.dumps(r) for r in rows])
+    assert main(["score", str(src), "-o", str(tmp_path / "o.jsonl"), "--metrics", "originality",
+                 "semantic_distance", "--quiet"]) == 0
+    scored = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert all(10 <= r["originality"] <= 50 and 0 < r["semantic_distance"] < 2 for r in scored)
+    bare = write_lines(tmp_path / "bare.jsonl", ['{"response": "a b c"}', '{"response": "d e f"}'])
+    assert main(["score", str(bare), "-o", str(tmp_path / "b.jsonl"), "--quiet"]) == 0
+    assert "semantic_distance, originality left out" in capsys.readouterr().err
+    assert "originality" not in json.loads((tmp_path / "b.jsonl").read_text().splitlines()[0])

@@ -14,7 +14,8 @@ from ..scoring import DEGENERATE_POLICIES, METRIC_FIELDS, METRICS, Scorer, Scori
 from ..text import TOKENIZERS
 
 SCOPES = ("task", "prompt", "all")
-STRING_FIELDS = ("response", "prompt", "task")
+STRING_FIELDS = ("response", "prompt", "task", "item")
+ITEM_METRICS = ("semantic_distance", "originality")
 
 
 def add_parser(subparsers) -> None:
@@ -22,7 +23,8 @@ def add_parser(subparsers) -> None:
         "score",
         help="score the responses of a JSONL file",
         description="Score each row's `response` (rows may also carry `prompt`, `task`, `id`). "
-        "Writes the rows plus one field per metric and `degenerate`, and prints a per-task summary.",
+        "Writes the rows plus one field per metric and `degenerate`, and prints a per-task summary. "
+        "An `item` field (the object or concept a test asks about) serves semantic_distance and originality.",
     )
     p.add_argument("input", help="JSONL, one object per line with a string `response`")
     p.add_argument("-o", "--output", required=True, help="output JSONL (written atomically)")
@@ -77,11 +79,16 @@ def run(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer, embedding_cache=not args.no_cache, progress=not args.quiet,
     )
     metrics = args.metrics or default_metrics(config)
+    if not args.metrics and any(r.get("item") is None and r.get("prompt") is None for r in rows):
+        metrics = tuple(m for m in metrics if m not in ITEM_METRICS)
+        print(f"note: {', '.join(ITEM_METRICS)} left out: some rows have neither `item` nor `prompt`", file=sys.stderr)
     result = Scorer(config).score(
         [r["response"] for r in rows],
         corpus_ids=[corpus_key(r, args.scope) for r in rows],
         prompts=[r.get("prompt") for r in rows],
         metrics=metrics,
+        items=[r.get("item") for r in rows],
+        tasks=[r.get("task") for r in rows],
     )
     scored = [{**row, **scores} for row, scores in zip(rows, result.rows)]
     write_jsonl_atomic(args.output, scored)
