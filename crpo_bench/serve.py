@@ -12,7 +12,6 @@ import json
 import threading
 import time
 import uuid
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .models import load_causal_lm
