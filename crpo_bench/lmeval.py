@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import muce, noveltybench
-from .scoring import Scorer, ScoringConfig
+from .scoring import METRIC_FIELDS, Scorer, ScoringConfig
 
 log = logging.getLogger("crpo_bench.lmeval")
 
@@ -241,7 +241,7 @@ def _per_answer_scores(items: list, scorer: Scorer, settings: dict) -> dict:
     item_of = [_prompt_items.get((task, p), (p, "")) for p, _ in pairs]
     rows = scorer.score([a for _, a in pairs], prompts=[p for p, _ in pairs], metrics=wanted,
                         items=[i for i, _ in item_of], tasks=[t for _, t in item_of]).rows
-    fields = [f for m in wanted for f in {"surprise": ("surprise", "perplexity")}.get(m, (m,))]
+    fields = [f for m in wanted for f in METRIC_FIELDS[m]]
     return {f: {pair: row[f] for pair, row in zip(pairs, rows)} for f in fields}
 
 
@@ -266,14 +266,10 @@ def resamples(n: int, method: str, iters: int, seed: int = 1234):
 def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dict:
     """Classes, utility and per-prompt novelty/diversity of each prompt: they depend on that
     prompt's generations only, so resampling prompts reuses them."""
-    if settings["equivalence"] == "classifier":
-        equivalent = noveltybench.ClassifierEquivalence(settings["classifier"])
-    elif settings["equivalence"] == "unigram":
-        equivalent = noveltybench.unigram_equivalence()
-    else:
-        texts = sorted({a for _, _, answers in items for a in answers})
-        equivalent = noveltybench.embedding_equivalence(dict(zip(texts, scorer.embed(texts, "embedding", 8))))
     answers, prompts, owner = _flatten(items)
+    equivalent = noveltybench.make_equivalence(
+        settings["equivalence"], answers,
+        lambda texts: scorer.embed(texts, "embedding", scorer.config.text_batch_size), settings["classifier"])
     semantic = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"]).rows
     rewards = scorer.score(answers, prompts=prompts, metrics=["quality"]).rows if settings["reward_model"] else None
     out = {}

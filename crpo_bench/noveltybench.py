@@ -119,6 +119,20 @@ class ClassifierEquivalence:
         return self.probability(a, b) > self.threshold
 
 
+def make_equivalence(name: str, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray],
+                     classifier: str = CLASSIFIER_ID) -> Equivalence:
+    """The backend `name`; `embed` (texts -> unit vectors) serves the embedding backend,
+    which embeds all `texts` once, up front."""
+    if name == "classifier":
+        return ClassifierEquivalence(classifier)
+    if name == "unigram":
+        return unigram_equivalence()
+    if name == "embedding":
+        texts = sorted(set(texts))
+        return embedding_equivalence(dict(zip(texts, embed(texts))))
+    raise ValueError(f"equivalence backend {name!r}: choose one of {BACKENDS}")
+
+
 # --- utility -------------------------------------------------------------------------------
 
 

@@ -17,10 +17,8 @@ RIDGE = 10.0
 def featurize(rows: list[dict], scorer: Scorer, task_names: list[str]) -> np.ndarray:
     answers = [str(r["Response"]) for r in rows]
     items = [str(r["Prompt"]) for r in rows]
-    vocab = sorted(set(answers) | set(items))
-    vectors = scorer.embed(vocab, "embedding answers and items", scorer.config.text_batch_size)
-    row = {t: j for j, t in enumerate(vocab)}
-    return features(vectors[[row[a] for a in answers]], vectors[[row[i] for i in items]],
+    batch = scorer.config.text_batch_size
+    return features(scorer.embed(answers, "embedding answers", batch), scorer.embed(items, "embedding items", batch),
                     [muce.task_slug(str(r["TasksNamesFull"])) for r in rows], task_names,
                     np.array([len(text.word_sequence(a)) for a in answers]))
 

@@ -121,11 +121,13 @@ class Scorer:
             self._cache = EmbeddingCache(self.config.cache_path or models.cache_dir() / "embeddings.sqlite")
         return self._cache
 
-    def embed(self, texts: list[str], desc: str, batch_size: int) -> np.ndarray:
-        """Unit float64 embeddings of distinct texts: from memory, else the disk cache, else the model."""
-        missing = [t for t in texts if t not in self._memory]
+    def embed(self, texts: list[str], desc: str, batch_size: int, progress: bool | None = None) -> np.ndarray:
+        """Unit float64 embeddings, one row per text (repeats allowed): from memory, else the
+        disk cache, else the model; each distinct text is embedded at most once."""
+        missing = list(dict.fromkeys(t for t in texts if t not in self._memory))
         if missing:
-            vectors = embed_with_cache(self.embedder, missing, self.cache, self.config.progress, desc, batch_size)
+            show = self.config.progress if progress is None else progress
+            vectors = embed_with_cache(self.embedder, missing, self.cache, show, desc, batch_size)
             self._memory.update(zip(missing, semantic.unit_rows(vectors)))
         if not texts:
             return np.zeros((0, self.embedder.dimension))
@@ -194,10 +196,8 @@ class Scorer:
             index = {w: j for j, w in enumerate(vocab)}
             word_vectors = self.embed(vocab, "embedding words", cfg.word_batch_size)
             bags = semantic.bag_of_words([[index[w] for w in ws] for ws in words], len(vocab))
-        if text_metrics:
-            distinct_texts = sorted({r for r, keep in zip(responses, in_corpus) if keep})
-            text_row = {t: j for j, t in enumerate(distinct_texts)}
-            text_vectors = self.embed(distinct_texts, "embedding texts", cfg.text_batch_size)
+        if text_metrics:  # all texts in one batched pass; corpora below read them from memory
+            self.embed([r for r, keep in zip(responses, in_corpus) if keep], "embedding texts", cfg.text_batch_size)
 
         for cid, idx in members.items():
             kept = [i for i in idx if in_corpus[i]]
@@ -206,7 +206,7 @@ class Scorer:
                 scores["dsi"], scores["novelty"], corpora[cid]["corpus_dsi"] = semantic.dsi_and_novelty(
                     bags[kept], word_vectors)
             if text_metrics and kept:
-                vectors = text_vectors[[text_row[responses[i]] for i in kept]]
+                vectors = self.embed([responses[i] for i in kept], "embedding texts", cfg.text_batch_size)
                 scores["diversity"] = semantic.diversity(vectors)
                 labels = themes.theme_labels(vectors)
                 scores["theme_uniqueness"] = themes.theme_uniqueness(labels)
@@ -224,16 +224,10 @@ class Scorer:
     def _relative_to_item(self, responses, items, tasks, kinds, metrics, rows) -> None:
         """semantic_distance = 1 - cos(item, answer); originality from the learned model.
         Degenerate answers get the lowest originality, never a high one."""
-        from .metrics.originality import SCORE_RANGE
-
         if any(i is None for i in items):
             raise ValueError("semantic_distance and originality need each answer's item or prompt")
-        answers = self.embed(sorted(set(responses)), "embedding texts", self.config.text_batch_size)
-        answer_row = {t: j for j, t in enumerate(sorted(set(responses)))}
-        item_vectors = self.embed(sorted(set(items)), "embedding items", self.config.text_batch_size)
-        item_row = {t: j for j, t in enumerate(sorted(set(items)))}
-        a = answers[[answer_row[r] for r in responses]]
-        p = item_vectors[[item_row[i] for i in items]]
+        a = self.embed(list(responses), "embedding texts", self.config.text_batch_size)
+        p = self.embed(list(items), "embedding items", self.config.text_batch_size)
         if "semantic_distance" in metrics:
             for row, d in zip(rows, 1.0 - (a * p).sum(axis=1)):
                 row["semantic_distance"] = float(d)
@@ -243,7 +237,7 @@ class Scorer:
             slugs = [muce.task_slug(t.removeprefix("muce_")) if t else "" for t in tasks]
             X = originality.features(a, p, slugs, model.task_names, n_words)
             for row, kind, value in zip(rows, kinds, model.predict(X)):
-                row["originality"] = SCORE_RANGE[0] if kind is not None else float(value)
+                row["originality"] = originality.SCORE_RANGE[0] if kind is not None else float(value)
 
     def _ngrams(self, responses, members, in_corpus, rows, corpora) -> None:
         sequences = [text.word_sequence(r, self.config.tokenizer) for r in responses]

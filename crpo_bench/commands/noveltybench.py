@@ -112,18 +112,6 @@ def check_settings(eval_dir: Path, settings: dict) -> None:
         path.write_text(json.dumps(settings, indent=1))
 
 
-def equivalence_backend(args, rows):
-    if args.equivalence == "unigram":
-        return nb.unigram_equivalence()
-    if args.equivalence == "classifier":
-        return nb.ClassifierEquivalence(args.classifier)
-    from ..scoring import Scorer, ScoringConfig
-
-    texts = sorted({g for r in rows for g in r["generations"]})
-    scorer = Scorer(ScoringConfig(embedder=args.embedder, progress=True))
-    return nb.embedding_equivalence(dict(zip(texts, scorer.embed(texts, "embedding generations", 8))))
-
-
 def run(args: argparse.Namespace) -> int:
     from ..scoring import Scorer, ScoringConfig
 
@@ -135,11 +123,15 @@ def run(args: argparse.Namespace) -> int:
     settings = {"equivalence": args.equivalence, "classifier": args.classifier if args.equivalence == "classifier"
                 else None, "embedder": args.embedder, "reward_model": args.reward_model, "patience": args.patience}
     check_settings(eval_dir, settings)
+    scorer = Scorer(ScoringConfig(embedder=args.embedder, reward_model=args.reward_model))  # loads models lazily
 
     partitions_path, scores_path = eval_dir / "partitions.jsonl", eval_dir / "scores.jsonl"
     todo = [r for r in rows if r["id"] not in finished_ids(partitions_path)]
     if todo:
-        equivalent = equivalence_backend(args, todo)
+        equivalent = nb.make_equivalence(
+            args.equivalence, [g for r in todo for g in r["generations"]],
+            lambda texts: scorer.embed(texts, "embedding generations", scorer.config.text_batch_size, progress=True),
+            args.classifier)
         for row in tqdm(todo, desc=f"partitions ({args.equivalence})", unit="prompt"):
             labels = nb.partition(row["generations"], equivalent)
             append(partitions_path, {**row, "partition": labels, "distinct": max(labels),
@@ -148,7 +140,6 @@ def run(args: argparse.Namespace) -> int:
 
     todo = [r for r in rows if r["id"] not in finished_ids(scores_path)]
     if todo:
-        scorer = Scorer(ScoringConfig(embedder=args.embedder, reward_model=args.reward_model))
         for row in tqdm(todo, desc="scores", unit="prompt"):
             labels = partitions[row["id"]]["partition"]
             gens = row["generations"]
