@@ -35,29 +35,6 @@ from .scoring import METRIC_FIELDS, Scorer, ScoringConfig
 
 log = logging.getLogger("crpo_bench.lmeval")
 
-# One instruction per MuCE task, in the paper's style; {item} is MuCE's `Prompt`.
-INSTRUCTIONS = {
-    "poems": "Come up with an original and creative poem about the following concept: {item}.",
-    "stories": "Write an original and creative short story about the following concept: {item}.",
-    "aut": "Come up with an original and creative use for the following object: {item}.",
-    "sentence_completion": "Complete the following sentence in an original and creative way: {item}",
-    "metaphors": "Come up with an original and creative metaphor for the following concept: {item}.",
-    "essays": "Write an original and creative short essay on the following topic: {item}.",
-    "rlcps": "Come up with an original and creative solution to the following real-life problem: {item}",
-    "question_asking": "Ask an original and creative question about the following object: {item}.",
-    "research_questions": "Propose an original and creative research question about the following topic: {item}.",
-    "hypothesis_generation": "Come up with an original and creative hypothesis to explain the following "
-                             "observation: {item}",
-    "design_solutions": "Come up with an original and creative design that addresses the following need: {item}",
-    "associations": "Come up with an original and creative association for the following word: {item}.",
-    "consequences": "Come up with an original and creative consequence of the following hypothetical "
-                    "situation: {item}",
-    "instances": "Come up with an original and creative example of something that is {item}.",
-    "experiment_design": "Design an original and creative experiment to test the following idea: {item}",
-    "malevolent_problems": "Come up with an original and creative way to deal with the following problem: {item}",
-}
-GENERIC_INSTRUCTION = "Give an original and creative response to the following prompt: {item}"
-
 SETTINGS_ENV = {"embedder": "CRPO_EMBEDDER", "lm": "CRPO_LM", "reward_model": "CRPO_REWARD_MODEL",
                 "degenerate": "CRPO_DEGENERATE", "stderr": "CRPO_STDERR", "bootstrap_iters": "CRPO_BOOTSTRAP_ITERS",
                 "equivalence": "CRPO_EQUIVALENCE", "classifier": "CRPO_CLASSIFIER", "patience": "CRPO_PATIENCE",
@@ -69,10 +46,6 @@ STDERR_METHODS = ("jackknife", "bootstrap")
 _task_settings: dict[str, dict] = {}
 # (task name, prompt) -> (MuCE item, MuCE task slug), for originality and semantic distance
 _prompt_items: dict[tuple[str, str], tuple[str, str]] = {}
-
-
-def instruction(task: str, item: str) -> str:
-    return INSTRUCTIONS.get(task, GENERIC_INSTRUCTION).format(item=item.strip())
 
 
 def resolve_settings(metadata: dict) -> dict:
@@ -115,7 +88,7 @@ def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | 
         raise ValueError(f"{task_name}: no English held-out prompts of MuCE task {muce_task!r} in "
                          f"{source or muce.HUB_ID}")
     log.info("%s: %d prompts from %s; scorer settings %s", task_name, len(items), source or muce.HUB_ID, settings)
-    docs = [{"task": task_name, "item": item, "prompt": instruction(muce_task, item)} for item in items]
+    docs = [{"task": task_name, "item": item, "prompt": muce.instruction(muce_task, item)} for item in items]
     _prompt_items.update({(task_name, d["prompt"]): (item, muce_task) for d, item in zip(docs, items)})
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
 

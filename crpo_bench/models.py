@@ -182,15 +182,20 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         bar.update()
 
 
+def causal_lm_path(name: str | None = None) -> str:
+    """A causal LM's folder or hub id; the aliases of the default ("smollm2", ...) name the
+    packaged SmolLM2 where it is installed, else its hub id."""
+    name = name or DEFAULT_LM
+    if name in LM_ALIASES and _package_file(SMOLLM2_PACKAGE, SMOLLM2_GGUF) is not None:
+        return str(smollm2_folder())
+    return DEFAULT_LM if name in LM_ALIASES else name
+
+
 def load_causal_lm(name: str | None = None):
     """(model, tokenizer) in eval mode, float32 on CPU, on the GPU where there is one."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    name = name or DEFAULT_LM
-    if name in LM_ALIASES and _package_file(SMOLLM2_PACKAGE, SMOLLM2_GGUF) is not None:
-        name = str(smollm2_folder())
-    elif name in LM_ALIASES:
-        name = DEFAULT_LM
+    name = causal_lm_path(name)
     if not Path(name).is_dir():
         _check_hub_id("causal LM", name)
     try:

@@ -39,6 +39,35 @@ OCSAI_TASKS = {"DT Uses": "Alternate Uses", "AUT": "Alternate Uses", "DT Instanc
 OCSAI_LINE = re.compile(r"^(?P<task>.+?) Prompt:(?P<item>.*?)\nResponse:(?P<response>.*)\nScore:\n?$", re.S)
 
 
+# One instruction per MuCE task, in the paper's style; {item} is MuCE's `Prompt`.
+INSTRUCTIONS = {
+    "poems": "Come up with an original and creative poem about the following concept: {item}.",
+    "stories": "Write an original and creative short story about the following concept: {item}.",
+    "aut": "Come up with an original and creative use for the following object: {item}.",
+    "sentence_completion": "Complete the following sentence in an original and creative way: {item}",
+    "metaphors": "Come up with an original and creative metaphor for the following concept: {item}.",
+    "essays": "Write an original and creative short essay on the following topic: {item}.",
+    "rlcps": "Come up with an original and creative solution to the following real-life problem: {item}",
+    "question_asking": "Ask an original and creative question about the following object: {item}.",
+    "research_questions": "Propose an original and creative research question about the following topic: {item}.",
+    "hypothesis_generation": "Come up with an original and creative hypothesis to explain the following "
+                             "observation: {item}",
+    "design_solutions": "Come up with an original and creative design that addresses the following need: {item}",
+    "associations": "Come up with an original and creative association for the following word: {item}.",
+    "consequences": "Come up with an original and creative consequence of the following hypothetical "
+                    "situation: {item}",
+    "instances": "Come up with an original and creative example of something that is {item}.",
+    "experiment_design": "Design an original and creative experiment to test the following idea: {item}",
+    "malevolent_problems": "Come up with an original and creative way to deal with the following problem: {item}",
+}
+GENERIC_INSTRUCTION = "Give an original and creative response to the following prompt: {item}"
+
+
+def instruction(task: str, item: str) -> str:
+    """The user message that asks for a response to `item` of MuCE task `task` (a slug)."""
+    return INSTRUCTIONS.get(task, GENERIC_INSTRUCTION).format(item=item.strip())
+
+
 def task_slug(name: str) -> str:
     """'Alternate Uses' -> 'aut'; unknown names become lowercase_with_underscores."""
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")

@@ -103,7 +103,7 @@ def test_task_documents_are_unique_english_heldout_prompts(tmp_path):
 
 @pytest.mark.parametrize("task", sorted(lmeval.INSTRUCTIONS))
 def test_every_instruction_renders_whole(task):
-    text = lmeval.instruction(task, "  a red umbrella ")
+    text = muce.instruction(task, "  a red umbrella ")
     assert "a red umbrella" in text and "{" not in text and "}" not in text and "  " not in text
     assert text.startswith(("Come up", "Write", "Complete", "Ask", "Propose", "Design", "Give"))
 

@@ -1,0 +1,142 @@
+"""`crpo-train`: the CrPO pipeline's one entry point.
+
+    crpo-train pairs --data [SPLIT=]SOURCE ... --out pairs/      rated answers -> preference pairs
+    crpo-train score pairs/ --out scored/                        + creativity scores per pair
+    crpo-train RECIPE [--field value ...]                        train (sft, dpo, crpo_*, demo_cpu)
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+HELP = __doc__
+
+
+def data_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crpo-train", description="CrPO data steps.")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    pairs = verbs.add_parser("pairs", help="human-rated answers -> preference pairs (TRL conversational format)")
+    pairs.add_argument("--data", action="append", required=True, metavar="[SPLIT=]SOURCE",
+                       help="'hub' (MuCE), a MuCE-schema JSONL/CSV/parquet (split from its Set column), or an "
+                            "ocsai JSONL; SPLIT= names the split of an ocsai file (default train). Repeatable.")
+    pairs.add_argument("--out", required=True, help="folder for the datasets DatasetDict")
+    pairs.add_argument("--min-score", type=float, default=20.0, help="both answers scored at least this (20)")
+    pairs.add_argument("--min-score-diff", type=float, default=5.0, help="chosen beats rejected by this (5)")
+    pairs.add_argument("--max-matching", type=int, default=10, help="pairs one answer may join (10)")
+    pairs.add_argument("--tasks", nargs="+", help="only these task slugs (aut, instances, ...)")
+    pairs.add_argument("--max-prompts", type=int, help="keep only the first N prompts of each split and task "
+                                                           "(whole, so per-prompt scores are unchanged)")
+    pairs.add_argument("--push-to-hub", metavar="REPO_ID", help="also push the dataset to the hub")
+
+    score = verbs.add_parser("score", help="attach min-max normalised creativity scores to each pair")
+    score.add_argument("pairs", help="folder written by `crpo-train pairs`")
+    score.add_argument("--out", required=True, help="folder for the scored DatasetDict")
+    score.add_argument("--dimensions", nargs="+", default=None,
+                       help="of novelty diversity surprise quality originality (default: all but quality; "
+                            "quality too with --reward-model)")
+    score.add_argument("--score-rejected", action="store_true", help="score the rejected answers too")
+    score.add_argument("--embedder", help="sentence embedder (default: packaged MiniLM)")
+    score.add_argument("--lm", help="LM for surprise (default: packaged SmolLM2)")
+    score.add_argument("--reward-model", help="reward model for quality")
+    score.add_argument("--push-to-hub", metavar="REPO_ID", help="also push the dataset to the hub")
+    return parser
+
+
+def read_sources(specs: list[str]) -> list[dict]:
+    from crpo_bench import muce
+
+    rows = []
+    for spec in specs:
+        split, _, source = spec.rpartition("=") if "=" in spec else ("train", "", spec)
+        if source != "hub" and not Path(source).is_file():
+            raise FileNotFoundError(f"--data {spec}: {source} does not exist")
+        rows += muce.read_rated(source, split or "train")
+    return rows
+
+
+def save_dataset(splits: dict[str, list[dict]], out: str, push_to_hub: str | None):
+    """Write a DatasetDict atomically (a crash leaves no half-written folder)."""
+    import datasets
+
+    data = datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in splits.items()})
+    target = Path(out)
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    data.save_to_disk(str(staging))
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    if push_to_hub:
+        data.push_to_hub(push_to_hub)
+    return data
+
+
+def run_pairs(args) -> int:
+    from .pairs import PairSettings, build_pairs
+
+    settings = PairSettings(args.min_score, args.min_score_diff, args.max_matching)
+    splits = build_pairs(read_sources(args.data), settings, set(args.tasks) if args.tasks else None,
+                         args.max_prompts)
+    if not splits:
+        raise ValueError("no pairs: no group has two answers that pass --min-score and --min-score-diff")
+    save_dataset(splits, args.out, args.push_to_hub)
+    for split, pairs in sorted(splits.items()):
+        tasks = Counter(p["task"] for p in pairs)
+        print(f"{split}: {len(pairs)} pairs over {len({p['prompt'][0]['content'] for p in pairs})} prompts "
+              f"({', '.join(f'{t} {n}' for t, n in tasks.most_common())})")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_score(args) -> int:
+    import datasets
+
+    from crpo_bench.scoring import Scorer, ScoringConfig
+
+    from .scores import DIMENSIONS, score_pairs
+
+    dimensions = args.dimensions or [d for d in DIMENSIONS if d != "quality" or args.reward_model]
+    unknown = sorted(set(dimensions) - set(DIMENSIONS))
+    if unknown:
+        raise ValueError(f"--dimensions: unknown {unknown}; choose from {DIMENSIONS}")
+    if not Path(args.pairs).is_dir():
+        raise FileNotFoundError(f"{args.pairs}: not a folder written by `crpo-train pairs`")
+    data = datasets.load_from_disk(args.pairs)
+    scorer = Scorer(ScoringConfig(embedder=args.embedder, lm=args.lm, reward_model=args.reward_model,
+                                  progress=True))
+    scored = score_pairs({split: list(data[split]) for split in data}, scorer, dimensions, args.score_rejected)
+    save_dataset(scored, args.out, args.push_to_hub)
+    for split, pairs in sorted(scored.items()):
+        means = ", ".join(f"{d} {sum(p[f'chosen_{d}'] for p in pairs) / len(pairs):.3f}" for d in dimensions)
+        print(f"{split}: {len(pairs)} pairs; mean normalised chosen score: {means}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(HELP)
+        return 0 if argv else 2
+    try:
+        if argv[0] in ("pairs", "score"):
+            args = data_parser().parse_args(argv)
+            return run_pairs(args) if args.verb == "pairs" else run_score(args)
+        from .recipe import train
+
+        out = train(argv[0], argv[1:])
+        merged = out / "merged"
+        print(f"saved {out}; evaluate with: lm_eval --model hf --model_args pretrained="
+              f"{merged if merged.is_dir() else out} --tasks muce_aut --apply_chat_template")
+        return 0
+    except (ValueError, FileNotFoundError) as err:
+        print(f"crpo-train: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Preference pairs -> creativity scores of the chosen (and optionally rejected) answers.
+
+Per split and prompt, the corpus is the prompt's unique chosen answers (with
+`score_rejected`, its unique chosen and rejected answers). Every dimension is scored
+with the core scorers over that corpus, then min-max normalised within it:
+
+    s' = (s - min) / (max - min)
+
+One rule for every dimension: where the corpus has no spread (max == min, which
+includes a prompt with a single answer) every answer gets 0.5, the midpoint, because
+the data says nothing about which answer is more creative. (The paper's code gave such
+a prompt 0 for novelty and diversity but 0.5 for surprise and quality.)
+
+Degenerate answers (empty, no words, one unique word) are left out of the min and max
+and get 0 on every dimension, so a degenerate chosen answer never earns a positive
+CrPO weight.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from crpo_bench.scoring import Scorer
+
+DIMENSIONS = ("novelty", "diversity", "surprise", "quality", "originality")
+NO_SPREAD = 0.5
+
+
+def min_max(values: list[float | None]) -> list[float]:
+    """Normalise one corpus; None (degenerate or undefined) becomes 0."""
+    kept = [v for v in values if v is not None]
+    if not kept:
+        return [0.0] * len(values)
+    low, high = min(kept), max(kept)
+    if high == low:
+        return [0.0 if v is None else NO_SPREAD for v in values]
+    return [0.0 if v is None else (v - low) / (high - low) for v in values]
+
+
+def _prompt_key(pair: dict) -> str:
+    return "\n".join(m["content"] for m in pair["prompt"]) if isinstance(pair["prompt"], list) else pair["prompt"]
+
+
+def _answer(message) -> str:
+    return message[-1]["content"] if isinstance(message, list) else message
+
+
+def score_pairs(splits: dict[str, list[dict]], scorer: Scorer, dimensions=DIMENSIONS,
+                score_rejected: bool = False) -> dict[str, list[dict]]:
+    """Return copies of the pair records with `chosen_<dim>` (and `rejected_<dim>`) columns."""
+    sides = ("chosen", "rejected") if score_rejected else ("chosen",)
+    # 1. the unique answers of each (split, prompt) corpus
+    corpora: dict[tuple, dict[str, None]] = defaultdict(dict)
+    for split, pairs in splits.items():
+        for pair in pairs:
+            key = (split, _prompt_key(pair))
+            for side in sides:
+                corpora[key][_answer(pair[side])] = None
+    keys = [(key, answer) for key, answers in corpora.items() for answer in answers]
+    first = {}
+    for split, pairs in splits.items():
+        for pair in pairs:
+            first.setdefault((split, _prompt_key(pair)), pair)
+
+    # 2. raw scores, one Scorer call for all corpora
+    result = scorer.score(
+        [answer for _, answer in keys],
+        corpus_ids=[key for key, _ in keys],
+        prompts=[key[1] for key, _ in keys],
+        metrics=list(dimensions),
+        items=[first[key].get("item") for key, _ in keys],
+        tasks=[first[key].get("task") for key, _ in keys],
+    )
+
+    # 3. min-max within each corpus; degenerate answers get 0
+    by_corpus: dict[tuple, list[int]] = defaultdict(list)
+    for i, (key, _) in enumerate(keys):
+        by_corpus[key].append(i)
+    normalised: dict[tuple, dict[str, float]] = defaultdict(dict)
+    for dim in dimensions:
+        for idx in by_corpus.values():
+            raw = [None if result.rows[i]["degenerate"] else _finite(result.rows[i].get(dim)) for i in idx]
+            for i, value in zip(idx, min_max(raw)):
+                normalised[keys[i]][dim] = value
+
+    # 4. attach
+    out: dict[str, list[dict]] = {}
+    for split, pairs in splits.items():
+        out[split] = []
+        for pair in pairs:
+            record = dict(pair)
+            for side in sides:
+                scores = normalised[((split, _prompt_key(pair)), _answer(pair[side]))]
+                record.update({f"{side}_{dim}": scores[dim] for dim in dimensions})
+            out[split].append(record)
+    return out
+
+
+def _finite(value) -> float | None:
+    return None if value is None or not np.isfinite(value) else float(value)
