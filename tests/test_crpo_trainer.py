@@ -1,0 +1,173 @@
+"""CrPOTrainer against TRL's DPOTrainer on the same batch: equal gradients with unit
+weights, and with weights the gradient of mean(w * per-pair loss), where the per-pair
+losses come from vanilla DPOTrainer run on one pair at a time."""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+import torch
+from trl import DPOConfig, DPOTrainer
+
+from crpo_bench.training import CrPOConfig, CrPOTrainer, crpo_weight
+
+PAIRS = [
+    ("Come up with a creative use for a brick.", "a doorstop for a tiny planter", "a brick"),
+    ("Come up with a creative use for a bottle.", "a lantern full of fireflies", "hold water in it"),
+    ("Write a poem about the sea.", "rain on the window, the gutters hum a hymn", "the sea is big"),
+    ("Write a poem about memory.", "a borrowed hymn of rain on the street", "I remember it"),
+]
+NOVELTY = [(0.9, 0.1), (0.4, 0.6), (1.0, 0.0), (0.7, 0.2)]  # (chosen, rejected): pair 2 earns no gain
+DIVERSITY = [(0.5, 0.0), (0.8, 0.3), (0.2, 0.0), (0.3, 0.3)]
+
+
+def dataset(rejected_scores: bool = True) -> datasets.Dataset:
+    rows = []
+    for (prompt, chosen, rejected), nov, div in zip(PAIRS, NOVELTY, DIVERSITY):
+        row = {"prompt": [{"role": "user", "content": prompt}],
+               "chosen": [{"role": "assistant", "content": chosen}],
+               "rejected": [{"role": "assistant", "content": rejected}],
+               "chosen_novelty": nov[0], "chosen_diversity": div[0]}
+        if rejected_scores:
+            row.update(rejected_novelty=nov[1], rejected_diversity=div[1])
+        rows.append(row)
+    return datasets.Dataset.from_list(rows)
+
+
+def settings(tmp_path, loss_type="sigmoid") -> dict:
+    return dict(output_dir=str(tmp_path), per_device_train_batch_size=len(PAIRS), max_length=64, use_cpu=True,
+                bf16=False, gradient_checkpointing=False, report_to="none", loss_type=[loss_type], beta=0.1)
+
+
+def make(trainer_class, config, folder, tokenizer, peft: bool = False):
+    from transformers import LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float64)
+    peft_config = None
+    if peft:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], lora_dropout=0.0,
+                                 task_type="CAUSAL_LM", init_lora_weights=False)
+        torch.manual_seed(3)  # LoRA's random init, identical in every trainer
+    return trainer_class(model, args=config, train_dataset=dataset(), processing_class=tokenizer,
+                         peft_config=peft_config)
+
+
+def loss_and_grads(trainer, rows: list[int]):
+    trainer.model.train()
+    trainer.model.zero_grad(set_to_none=True)
+    batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[i] for i in rows]))
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    grads = {n: p.grad.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    return loss.detach(), grads
+
+
+def max_relative_error(got: dict, want: dict) -> float:
+    num = max((got[n] - want[n]).abs().max().item() for n in want)
+    den = max(want[n].abs().max().item() for n in want)
+    return num / den
+
+
+def test_all_lambdas_zero_is_plain_dpo(tmp_path, tiny_lm_folder, tiny_tokenizer):
+    vanilla = make(DPOTrainer, DPOConfig(**settings(tmp_path)), tiny_lm_folder, tiny_tokenizer)
+    crpo = make(CrPOTrainer, CrPOConfig(**settings(tmp_path)), tiny_lm_folder, tiny_tokenizer)
+    rows = list(range(len(PAIRS)))
+    loss_v, grads_v = loss_and_grads(vanilla, rows)
+    loss_c, grads_c = loss_and_grads(crpo, rows)
+    assert abs(loss_v.item() - loss_c.item()) <= 1e-6
+    assert max(((grads_v[n] - grads_c[n]).abs().max().item() for n in grads_v)) <= 1e-6
+
+
+def test_unit_weights_through_the_hook_change_nothing(tmp_path, tiny_lm_folder, tiny_tokenizer):
+    """Weights active but all 1 (chosen 1, rejected 0): the gradient hook runs and must be exact."""
+    data = dataset().map(lambda r: {"chosen_novelty": 1.0, "rejected_novelty": 0.0})
+    vanilla = make(DPOTrainer, DPOConfig(**settings(tmp_path)), tiny_lm_folder, tiny_tokenizer)
+    config = CrPOConfig(**settings(tmp_path), lambda_novelty=1.0)
+    from transformers import LlamaForCausalLM
+
+    crpo = CrPOTrainer(LlamaForCausalLM.from_pretrained(tiny_lm_folder, dtype=torch.float64), args=config,
+                       train_dataset=data, processing_class=tiny_tokenizer)
+    rows = list(range(len(PAIRS)))
+    loss_v, grads_v = loss_and_grads(vanilla, rows)
+    loss_c, grads_c = loss_and_grads(crpo, rows)
+    assert loss_v.item() == pytest.approx(loss_c.item(), abs=1e-12)
+    assert max_relative_error(grads_c, grads_v) <= 1e-6
+
+
+@pytest.mark.parametrize("loss_type", ["sigmoid", "ipo", "hinge"])
+@pytest.mark.parametrize("strategy", ["add", "mult"])
+def test_weighted_gradient_is_gradient_of_weighted_mean(tmp_path, tiny_lm_folder, tiny_tokenizer, loss_type,
+                                                        strategy):
+    lambdas = {"novelty": 1.0, "diversity": 0.5}
+    weights = [crpo_weight({"novelty": n[0], "diversity": d[0]}, {"novelty": n[1], "diversity": d[1]},
+                           lambdas, strategy) for n, d in zip(NOVELTY, DIVERSITY)]
+    assert weights[1] == 0.0 or strategy == "add"  # pair 1 has no novelty gain
+    vanilla = make(DPOTrainer, DPOConfig(**settings(tmp_path, loss_type)), tiny_lm_folder, tiny_tokenizer)
+    per_pair = [loss_and_grads(vanilla, [i]) for i in range(len(PAIRS))]
+    want = {n: sum(w * g[n] for w, (_, g) in zip(weights, per_pair)) / len(PAIRS) for n in per_pair[0][1]}
+
+    config = CrPOConfig(**settings(tmp_path, loss_type), lambda_novelty=1.0, lambda_diversity=0.5,
+                        crpo_strategy=strategy)
+    crpo = make(CrPOTrainer, config, tiny_lm_folder, tiny_tokenizer)
+    loss, grads = loss_and_grads(crpo, list(range(len(PAIRS))))
+    assert max_relative_error(grads, want) <= 1e-5
+    # TRL's logged loss stays the unweighted mean of the per-pair losses
+    assert loss.item() == pytest.approx(sum(l.item() for l, _ in per_pair) / len(PAIRS), rel=1e-9)
+    logged = crpo._metrics["train"]
+    assert logged["crpo/weight_mean"][-1] == pytest.approx(sum(weights) / len(weights), rel=1e-9)
+    if loss_type == "sigmoid":  # the paper's loss: the weighted objective itself is logged
+        objective = sum(w * l.item() for w, (l, _) in zip(weights, per_pair)) / len(PAIRS)
+        assert logged["crpo/objective"][-1] == pytest.approx(objective, rel=1e-9)
+
+
+def test_lora_weighted_gradient(tmp_path, tiny_lm_folder, tiny_tokenizer):
+    lambdas = {"novelty": 1.0}
+    weights = [crpo_weight({"novelty": n[0]}, {"novelty": n[1]}, lambdas) for n in NOVELTY]
+    vanilla = make(DPOTrainer, DPOConfig(**settings(tmp_path)), tiny_lm_folder, tiny_tokenizer, peft=True)
+    per_pair = [loss_and_grads(vanilla, [i]) for i in range(len(PAIRS))]
+    assert per_pair[0][1] and all("lora" in n for n in per_pair[0][1])  # only the adapter trains
+    want = {n: sum(w * g[n] for w, (_, g) in zip(weights, per_pair)) / len(PAIRS) for n in per_pair[0][1]}
+    crpo = make(CrPOTrainer, CrPOConfig(**settings(tmp_path), lambda_novelty=1.0), tiny_lm_folder,
+                tiny_tokenizer, peft=True)
+    _, grads = loss_and_grads(crpo, list(range(len(PAIRS))))
+    assert max_relative_error(grads, want) <= 1e-5
+    # the reference is the base model (adapter off): the objective is logged from it
+    objective = sum(w * l.item() for w, (l, _) in zip(weights, per_pair)) / len(PAIRS)
+    assert crpo._metrics["train"]["crpo/objective"][-1] == pytest.approx(objective, rel=1e-6)
+
+
+def test_missing_rejected_scores_count_as_zero():
+    assert crpo_weight({"novelty": 0.7}, {}, {"novelty": 2.0}) == pytest.approx(1.4)
+    assert crpo_weight({"novelty": 0.2, "quality": 0.9}, {"novelty": 0.5}, {"novelty": 1.0, "quality": 1.0},
+                       "mult") == 0.0
+    assert crpo_weight({"novelty": 0.2}, {"novelty": 0.9}, {"novelty": 0.0}) == 1.0
+
+
+def test_refusals(tmp_path, tiny_lm_folder, tiny_tokenizer):
+    with pytest.raises(ValueError, match="sorts log-ratios across the batch"):
+        CrPOConfig(**settings(tmp_path, "aot"), lambda_novelty=1.0)
+    CrPOConfig(**settings(tmp_path, "aot"))  # plain DPO may use aot
+    with pytest.raises(ValueError, match="crpo_strategy 'max'"):
+        CrPOConfig(**settings(tmp_path), crpo_strategy="max")
+    with pytest.raises(ValueError, match="lambda_quality must be at least 0"):
+        CrPOConfig(**settings(tmp_path), lambda_quality=-1.0)
+    config = CrPOConfig(**settings(tmp_path), lambda_quality=1.0)
+    with pytest.raises(ValueError, match=r"lambda_quality > 0 needs column\(s\) \['chosen_quality'\]"):
+        make(CrPOTrainer, config, tiny_lm_folder, tiny_tokenizer)
+
+
+def test_changed_trl_layout_fails_loudly(tmp_path, tiny_lm_folder, tiny_tokenizer, monkeypatch):
+    """If TRL stopped laying the batch out as [chosen; rejected] rows, training must stop."""
+    crpo = make(CrPOTrainer, CrPOConfig(**settings(tmp_path), lambda_novelty=1.0), tiny_lm_folder, tiny_tokenizer)
+    forward = crpo.model.forward
+
+    def packed_forward(*args, **kwargs):  # what packing would do: one row for the whole batch
+        out = forward(*args, **kwargs)
+        out.log_probs = out.log_probs.reshape(1, -1)
+        return out
+
+    monkeypatch.setattr(crpo.model, "forward", packed_forward)
+    with pytest.raises(RuntimeError, match=r"expected log_probs of shape \[2B, T\] = \[8, T\]"):
+        loss_and_grads(crpo, list(range(len(PAIRS))))
