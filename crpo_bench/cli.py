@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import noveltybench, originality, score, serve, validate
+from .commands import check, leaderboard, noveltybench, originality, run, score, serve, validate
 from .jsonl import InputError
 from .models import ModelLoadError
 
 VERBS = {"score": score, "serve": serve, "noveltybench": noveltybench, "originality": originality,
-         "validate": validate}
+         "validate": validate, "run": run, "leaderboard": leaderboard, "check": check}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,16 +33,20 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     return records
 
 
-def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> None:
-    """Write all records or nothing: a temporary file beside `path`, then a rename."""
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write all of `text` or nothing: a temporary file beside `path`, then a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            for record in records:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            out.write(text)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[dict]) -> None:
+    """Write all records or nothing."""
+    write_text_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))

@@ -4,10 +4,16 @@
 and demos can exercise the API-baseline path (lm-eval's `local-chat-completions`) with
 real HTTP and no network. One request generates at a time; a request's `seed` is
 honoured (an integer gives reproducible samples, null or absent gives fresh ones).
+
+With a server seed (`--seed N`), a request without a seed of its own is seeded from N,
+its content and how many identical requests came before it: the n-th repeat of a prompt
+always gets the same sample, whatever order concurrent clients send them in, so an
+"API baseline" run is reproducible (the demo and CI's regression gate rely on it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -20,10 +26,20 @@ from .models import load_causal_lm
 class ChatModel:
     """Chat-template a conversation, sample a reply."""
 
-    def __init__(self, name: str | None):
+    def __init__(self, name: str | None, seed: int | None = None):
         self.model, self.tokenizer = load_causal_lm(name)
         self.name = name or "smollm2"
         self.lock = threading.Lock()
+        self.seed = seed
+        self.seen: dict[str, int] = {}  # request content -> how many times it was asked
+
+    def request_seed(self, content: dict) -> int:
+        """The server seed's seed for this request (call under the lock)."""
+        key = json.dumps(content, sort_keys=True)
+        repeat = self.seen.get(key, 0)
+        self.seen[key] = repeat + 1
+        digest = hashlib.sha256(f"{self.seed}|{repeat}|{key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") % (2**63)
 
     def reply(self, messages: list[dict], max_tokens: int = 256, temperature: float = 1.0,
               top_p: float = 1.0, top_k: int | None = None, seed: int | None = None,
@@ -43,6 +59,9 @@ class ChatModel:
         if top_k is not None and temperature > 0:
             sampling["top_k"] = top_k
         with self.lock, torch.no_grad():
+            if seed is None and self.seed is not None:
+                seed = self.request_seed({"messages": messages, "max_tokens": max_tokens, "temperature": temperature,
+                                          "top_p": top_p, "top_k": top_k})
             if seed is not None:
                 torch.manual_seed(seed)
             out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_tokens,
@@ -133,6 +152,7 @@ def make_handler(chat: ChatModel):
     return Handler
 
 
-def make_server(model: str | None, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+def make_server(model: str | None, host: str = "127.0.0.1", port: int = 0,
+                seed: int | None = None) -> ThreadingHTTPServer:
     """A server bound to host:port (0 = any free port); call serve_forever() to run it."""
-    return ThreadingHTTPServer((host, port), make_handler(ChatModel(model)))
+    return ThreadingHTTPServer((host, port), make_handler(ChatModel(model, seed)))

@@ -14,12 +14,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("model", nargs="?", default=None, help="model to serve (default: packaged SmolLM2-135M-Instruct)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
+    p.add_argument("--seed", type=int, help="seed requests that carry none, reproducibly (see crpo_bench/serve.py)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..serve import make_server
 
-    server = make_server(args.model, args.host, args.port)
+    server = make_server(args.model, args.host, args.port, args.seed)
     host, port = server.server_address[:2]
     print(f"serving {args.model or 'smollm2'} at http://{host}:{port}/v1/chat/completions", flush=True)
     try:

@@ -1,0 +1,58 @@
+"""`crpo-bench check`: exit 0 when no metric regressed against the baseline, 1 when one
+did (with a table of them), 2 when the results or the baseline cannot be used."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .. import leaderboard, regression
+from ..jsonl import write_text_atomic
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("check", help="regression check of results against a stored baseline",
+                              description=regression.__doc__)
+    p.add_argument("--baseline", required=True, help="baseline JSON file")
+    p.add_argument("--results", default="leaderboard/results", help="results folder (default leaderboard/results)")
+    p.add_argument("--update", action="store_true", help="write the current results as the new baseline")
+
+
+def run(args) -> int:
+    from tabulate import tabulate
+
+    try:
+        entries = leaderboard.read_results(args.results)
+    except leaderboard.ResultsError as err:
+        print(f"crpo-bench check: error: {err}", file=sys.stderr)
+        return 2
+    if args.update:
+        try:
+            tolerance = regression.read_baseline(args.baseline).get("tolerance")
+        except ValueError:
+            tolerance = None
+        write_text_atomic(args.baseline, json.dumps(regression.baseline_from(entries, tolerance), indent=2) + "\n")
+        print(f"wrote {len(entries)} metrics to {args.baseline}")
+        return 0
+    try:
+        baseline = regression.read_baseline(args.baseline)
+    except ValueError as err:
+        print(f"crpo-bench check: error: {err}", file=sys.stderr)
+        return 2
+    results = regression.compare(entries, baseline)
+    bad = [c for c in results if c.status in ("regressed", "missing")]
+    better = [c for c in results if c.status == "better"]
+    rows = lambda cs: [[c.key, f"{c.baseline:.6g}", "-" if c.value is None else f"{c.value:.6g}",
+                        "-" if c.value is None else f"{c.value - c.baseline:+.3g}", f"{c.allowed:.3g}", c.status]
+                       for c in cs]
+    header = ["metric", "baseline", "now", "change", "allowed", "status"]
+    if better:
+        print(f"{len(better)} metric(s) improved beyond tolerance:")
+        print(tabulate(rows(better), header, tablefmt="github"))
+    if bad:
+        print(f"REGRESSION: {len(bad)} of {len(results)} metric(s) got worse than {args.baseline} allows:",
+              file=sys.stderr)
+        print(tabulate(rows(bad), header, tablefmt="github"), file=sys.stderr)
+        return 1
+    print(f"no regression: {len(results)} metric(s) within tolerance of {args.baseline}")
+    return 0

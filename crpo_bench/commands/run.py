@@ -1,0 +1,91 @@
+"""`crpo-bench run`: several models (checkpoints, adapters, API baselines) on several tasks."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .. import bench
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("run", help="evaluate models x tasks with lm-eval; resumable",
+                              description=bench.__doc__)
+    p.add_argument("--model", nargs="+", action="extend", required=True, metavar="SPEC",
+                   help="[NAME=]PATH|HUB_ID|smollm2|openai:MODEL|api:MODEL[@URL]; repeatable")
+    p.add_argument("--tasks", nargs="+", required=True, help="crpo-bench task names (muce_aut, noveltybench, ...)")
+    p.add_argument("--out", default="leaderboard/results", help="results folder (default leaderboard/results)")
+    p.add_argument("--limit", type=int, help="documents per task (smoke runs, demos)")
+    p.add_argument("--gen-kwargs", help="generation settings for every task, JSON, e.g. '{\"max_gen_toks\": 64}'")
+    p.add_argument("--metadata", help="task settings, JSON (muce_data, lm, reward_model, ...); see README")
+    p.add_argument("--base-url", help="endpoint for api:MODEL specs without @URL")
+    p.add_argument("--api-key-env", default=bench.KEY_ENV,
+                   help="environment variable holding the API key (default OPENAI_API_KEY); never written")
+    p.add_argument("--concurrency", type=int, default=4, help="concurrent API requests per model (4)")
+    p.add_argument("--max-retries", type=int, default=5, help="attempts per API request, with backoff (5)")
+    p.add_argument("--timeout", type=int, default=120, help="seconds per API request (120)")
+    p.add_argument("--batch-size", type=int, default=8, help="batch size of local models (8)")
+
+
+def _json_arg(text: str | None, flag: str) -> dict:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise bench.BenchError(f"{flag}: not JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise bench.BenchError(f"{flag}: expected a JSON object")
+    return value
+
+
+def _api_key(specs, env_name: str) -> None:
+    """lm-eval reads the key from OPENAI_API_KEY when it sends a request; copy it there
+    from --api-key-env in this process only. Nothing here prints or stores it."""
+    if not any(s.baseline for s in specs):
+        return
+    if env_name != bench.KEY_ENV and env_name in os.environ:
+        os.environ[bench.KEY_ENV] = os.environ[env_name]
+    remote = [s.name for s in specs if s.baseline and not s.base_url.startswith(("http://127.", "http://localhost"))]
+    if remote and not os.environ.get(bench.KEY_ENV):
+        raise bench.BenchError(f"model(s) {remote} need an API key: set {env_name}")
+
+
+def run(args) -> int:
+    from tqdm.auto import tqdm
+
+    specs = [bench.parse_spec(s, args.base_url, args.concurrency, args.max_retries, args.timeout, args.batch_size)
+             for s in args.model]
+    gen_kwargs, metadata = _json_arg(args.gen_kwargs, "--gen-kwargs"), _json_arg(args.metadata, "--metadata")
+    _api_key(specs, args.api_key_env)
+    out = Path(args.out)
+    todo = bench.plan(specs, args.tasks, out)
+    for spec, task in todo.done:
+        print(f"skip {spec.name} / {task}: done ({bench.result_path(out, spec.name, task)})")
+    manager = bench.task_manager(metadata)
+    unknown = [t for t in args.tasks if t not in manager.all_tasks]
+    if unknown:
+        raise bench.BenchError(f"unknown task(s) {unknown}; crpo-bench has {len(manager.all_tasks)} tasks, "
+                               "e.g. muce_aut, muce_poems, noveltybench_curated")
+    by_model: dict[str, list[str]] = {}
+    for spec, task in todo.todo:
+        by_model.setdefault(spec.name, []).append(task)
+    with tqdm(total=len(todo.todo), desc="models x tasks", unit="pair") as bar:
+        for spec in specs:
+            if spec.name not in by_model:
+                continue
+            if spec.base_url:
+                bench.check_endpoint(spec)
+            lm = bench.build_lm(spec)
+            for task in by_model[spec.name]:
+                bar.set_postfix_str(f"{spec.name} / {task}")
+                start = time.perf_counter()
+                evaluation = bench.evaluate_pair(lm, spec, task, args.limit, gen_kwargs, manager)
+                path = bench.write_pair(out, spec, task, evaluation)
+                tqdm.write(f"{spec.name} / {task}: {time.perf_counter() - start:.0f} s -> {path}")
+                bar.update()
+            del lm
+    print(f"{len(todo.todo)} pair(s) run, {len(todo.done)} skipped; results in {out}")
+    return 0
