@@ -23,7 +23,7 @@ import numpy as np
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_LM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # trained by `crpo-bench originality train` on ../shared/data/ocsai1/alltests_train.jsonl
-DEFAULT_ORIGINALITY_MODEL = Path(__file__).parent / "artifacts" / "originality-minilm-v1"
+DEFAULT_ORIGINALITY_MODEL = Path(__file__).parent / "artifacts" / "originality-minilm-v2"
 
 EMBEDDER_ALIASES = {"default", "minilm", "all-MiniLM-L6-v2", DEFAULT_EMBEDDER}
 LM_ALIASES = {"default", "smollm2", "SmolLM2-135M-Instruct", DEFAULT_LM}

@@ -25,9 +25,9 @@ def featurize(rows: list[dict], scorer: Scorer, task_names: list[str]) -> np.nda
 
 def train(train_rows: list[dict], val_rows: list[dict] | None, scorer: Scorer, ridge: float = RIDGE,
           data_name: str = "") -> OriginalityModel:
-    """Fit on the non-degenerate training answers; the card records data, size and validation agreement."""
+    """Fit on the training answers that have words; the card records data, size and validation agreement."""
     start = time.perf_counter()
-    train_rows = [r for r in train_rows if text.degenerate_kind(str(r["Response"])) is None]
+    train_rows = [r for r in train_rows if text.degenerate_kind(str(r["Response"])) not in text.WORDLESS]
     task_names = sorted({muce.task_slug(str(r["TasksNamesFull"])) for r in train_rows})
     y = np.array([r["facsco_grm_scaled"] for r in train_rows])
     model = OriginalityModel.fit(featurize(train_rows, scorer, task_names), y, task_names, ridge)
@@ -39,7 +39,7 @@ def train(train_rows: list[dict], val_rows: list[dict] | None, scorer: Scorer, r
         "training_seconds": round(time.perf_counter() - start, 1),
     }
     if val_rows:
-        val_rows = [r for r in val_rows if text.degenerate_kind(str(r["Response"])) is None]
+        val_rows = [r for r in val_rows if text.degenerate_kind(str(r["Response"])) not in text.WORDLESS]
         predicted = model.predict(featurize(val_rows, scorer, task_names))
         human = np.array([r["facsco_grm_scaled"] for r in val_rows])
         model.card["validation"] = {"answers": len(val_rows),

@@ -223,7 +223,8 @@ class Scorer:
 
     def _relative_to_item(self, responses, items, tasks, kinds, metrics, rows) -> None:
         """semantic_distance = 1 - cos(item, answer); originality from the learned model.
-        Degenerate answers get the lowest originality, never a high one."""
+        Answers without words get the lowest originality, never a high one; a one-word
+        answer is rated by the model (people rate them too)."""
         if any(i is None for i in items):
             raise ValueError("semantic_distance and originality need each answer's item or prompt")
         a = self.embed(list(responses), "embedding texts", self.config.text_batch_size)
@@ -237,7 +238,7 @@ class Scorer:
             slugs = [muce.task_slug(t.removeprefix("muce_")) if t else "" for t in tasks]
             X = originality.features(a, p, slugs, model.task_names, n_words)
             for row, kind, value in zip(rows, kinds, model.predict(X)):
-                row["originality"] = originality.SCORE_RANGE[0] if kind is not None else float(value)
+                row["originality"] = originality.SCORE_RANGE[0] if kind in text.WORDLESS else float(value)
 
     def _ngrams(self, responses, members, in_corpus, rows, corpora) -> None:
         sequences = [text.word_sequence(r, self.config.tokenizer) for r in responses]

@@ -20,6 +20,9 @@ TOKENIZERS = ("regex", "spacy")
 EMPTY = "empty"
 NO_WORDS = "no_words"  # whitespace or punctuation only
 ONE_WORD = "one_word"  # fewer than two unique words
+# No answer at all. A one-word answer is still an answer ("doorstop" for a brick) that
+# people rate, so the learned originality scorer rates it; only these get its floor.
+WORDLESS = (EMPTY, NO_WORDS)
 
 
 def word_sequence(text: str, tokenizer: str = "regex") -> list[str]:

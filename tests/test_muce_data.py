@@ -101,7 +101,7 @@ def test_task_documents_are_unique_english_heldout_prompts(tmp_path):
         lmeval.muce_dataset(muce_task="essays", task_name="muce_essays", muce_data=str(path))
 
 
-@pytest.mark.parametrize("task", sorted(lmeval.INSTRUCTIONS))
+@pytest.mark.parametrize("task", sorted(muce.INSTRUCTIONS))
 def test_every_instruction_renders_whole(task):
     text = muce.instruction(task, "  a red umbrella ")
     assert "a red umbrella" in text and "{" not in text and "}" not in text and "  " not in text
@@ -116,7 +116,7 @@ def test_every_task_has_its_yaml_and_the_four_decoding_variants():
         folder = Path(__file__).resolve().parents[1] / "tasks" / "muce"
     settings = {"": {"temperature": 0.7, "top_p": 0.95}, "_t09p99": {"temperature": 0.9, "top_p": 0.99},
                 "_t07k50": {"temperature": 0.7, "top_k": 50}, "_t08p97": {"temperature": 0.8, "top_p": 0.97}}
-    for task in lmeval.INSTRUCTIONS:
+    for task in muce.INSTRUCTIONS:
         for suffix, decoding in settings.items():
             config = load_yaml(folder / f"muce_{task}{suffix}.yaml", resolve_func=False)
             assert config["task"] == f"muce_{task}{suffix}"

@@ -67,8 +67,9 @@ def test_packaged_model_and_degenerate_answers(embedder, isolated_cache):
     answers = ["grind it into red pigment for a cave painting", "build a wall", "", "!!", "doorstop"]
     rows = scorer.score(answers, items=["brick"] * 5, tasks=["aut"] * 5, metrics=["originality"]).rows
     values = [r["originality"] for r in rows]
-    assert values[2:] == [10.0, 10.0, 10.0]  # degenerate: the lowest score on the scale
+    assert values[2:4] == [10.0, 10.0]  # no words: the lowest score on the scale
     assert values[0] > values[1] > 10.0  # the packaged model prefers the unusual use
+    assert values[0] > values[4] > 10.0  # a one-word answer is an answer: the model rates it
     assert scorer.score(["a b"], metrics=["originality"], items=["x"]).rows[0]["originality"] >= 10.0
 
 
