@@ -126,3 +126,24 @@ def test_pairs_command_errors_name_the_problem(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     assert crpo_train(["no_such_recipe"]) == 2
     assert "neither a file nor a packaged recipe" in capsys.readouterr().err
+
+
+def test_lambda_originality_from_the_score_step_to_the_weight(scorer, tmp_path):
+    """The learned originality scorer is one more CrPO dimension: scored per prompt, weighted in training."""
+    import datasets
+
+    from crpo_bench.training import CrPOConfig
+    from crpo_bench.training.trainer import WEIGHT, add_weights
+
+    pairs = {"train": [pair("brick?", "grind it into red pigment for a cave painting", "wall", item="brick"),
+                       pair("brick?", "build a wall", "house", item="brick"),
+                       pair("brick?", "a doorstop", "stone", item="brick")]}
+    scored = score_pairs(pairs, scorer, ("originality",))["train"]
+    raw = scorer.score([p["chosen"][0]["content"] for p in pairs["train"]], items=["brick"] * 3, tasks=["aut"] * 3,
+                       metrics=["originality"]).rows
+    values = [r["originality"] for r in raw]
+    want = [(v - min(values)) / (max(values) - min(values)) for v in values]
+    assert [p["chosen_originality"] for p in scored] == pytest.approx(want, abs=1e-9)
+    config = CrPOConfig(output_dir=str(tmp_path), lambda_originality=2.0, bf16=False, use_cpu=True)
+    weighted = add_weights(datasets.Dataset.from_list(scored), config)
+    assert weighted[WEIGHT] == pytest.approx([2.0 * w for w in want])

@@ -18,6 +18,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--update", action="store_true", help="write the current results as the new baseline")
 
 
+def _rows(comparisons) -> list[list[str]]:
+    return [[c.key, f"{c.baseline:.6g}", "-" if c.value is None else f"{c.value:.6g}",
+             "-" if c.value is None else f"{c.value - c.baseline:+.3g}", f"{c.allowed:.3g}", c.status]
+            for c in comparisons]
+
+
 def run(args) -> int:
     from tabulate import tabulate
 
@@ -42,17 +48,14 @@ def run(args) -> int:
     results = regression.compare(entries, baseline)
     bad = [c for c in results if c.status in ("regressed", "missing")]
     better = [c for c in results if c.status == "better"]
-    rows = lambda cs: [[c.key, f"{c.baseline:.6g}", "-" if c.value is None else f"{c.value:.6g}",
-                        "-" if c.value is None else f"{c.value - c.baseline:+.3g}", f"{c.allowed:.3g}", c.status]
-                       for c in cs]
     header = ["metric", "baseline", "now", "change", "allowed", "status"]
     if better:
         print(f"{len(better)} metric(s) improved beyond tolerance:")
-        print(tabulate(rows(better), header, tablefmt="github"))
+        print(tabulate(_rows(better), header, tablefmt="github"))
     if bad:
         print(f"REGRESSION: {len(bad)} of {len(results)} metric(s) got worse than {args.baseline} allows:",
               file=sys.stderr)
-        print(tabulate(rows(bad), header, tablefmt="github"), file=sys.stderr)
+        print(tabulate(_rows(bad), header, tablefmt="github"), file=sys.stderr)
         return 1
     print(f"no regression: {len(results)} metric(s) within tolerance of {args.baseline}")
     return 0
