@@ -206,7 +206,7 @@ def profile(entries: list[Entry], task: str) -> str | None:
     ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics, rotation=20, fontsize=8)
     ax.set_ylabel("value / best model's")
     ax.set_title(f"{task}: profile across dimensions", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, not over them
     svg = _svg(fig)
     plt.close(fig)
     return svg

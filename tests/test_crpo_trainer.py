@@ -4,6 +4,9 @@ losses come from vanilla DPOTrainer run on one pair at a time."""
 
 from __future__ import annotations
 
+import json
+import os
+
 import datasets
 import pytest
 import torch
@@ -171,3 +174,93 @@ def test_changed_trl_layout_fails_loudly(tmp_path, tiny_lm_folder, tiny_tokenize
     monkeypatch.setattr(crpo.model, "forward", packed_forward)
     with pytest.raises(RuntimeError, match=r"expected log_probs of shape \[2B, T\] = \[8, T\]"):
         loss_and_grads(crpo, list(range(len(PAIRS))))
+
+
+def test_precomputed_reference_log_probs(tmp_path, tiny_lm_folder, tiny_tokenizer):
+    """With the reference log-probs precomputed into the dataset, the weighted gradient and
+    the logged objective are unchanged."""
+    lambdas = {"novelty": 1.0}
+    weights = [crpo_weight({"novelty": n[0]}, {"novelty": n[1]}, lambdas) for n in NOVELTY]
+    vanilla = make(DPOTrainer, DPOConfig(**settings(tmp_path)), tiny_lm_folder, tiny_tokenizer)
+    per_pair = [loss_and_grads(vanilla, [i]) for i in range(len(PAIRS))]
+    want = {n: sum(w * g[n] for w, (_, g) in zip(weights, per_pair)) / len(PAIRS) for n in per_pair[0][1]}
+    config = CrPOConfig(**settings(tmp_path / "pre"), lambda_novelty=1.0, precompute_ref_log_probs=True)
+    crpo = make(CrPOTrainer, config, tiny_lm_folder, tiny_tokenizer)
+    assert "ref_chosen_logps" in crpo.train_dataset.column_names
+    _, grads = loss_and_grads(crpo, list(range(len(PAIRS))))
+    assert max_relative_error(grads, want) <= 1e-5
+    objective = sum(w * l.item() for w, (l, _) in zip(weights, per_pair)) / len(PAIRS)
+    assert crpo._metrics["train"]["crpo/objective"][-1] == pytest.approx(objective, rel=1e-6)
+
+
+def test_gradient_accumulation_gives_the_same_update(tmp_path, tiny_lm_folder, tiny_tokenizer):
+    """One optimizer step over 4 pairs: 2 micro-batches of 2 with accumulation = 1 batch of 4.
+    Plain SGD, no clipping: the update is -lr * gradient of mean(w * loss) over the 4 pairs."""
+
+    def one_step(batch: int, accumulation: int, folder):
+        config = CrPOConfig(**{**settings(folder), "per_device_train_batch_size": batch},
+                            gradient_accumulation_steps=accumulation, lambda_novelty=1.0, lambda_diversity=0.5,
+                            max_steps=1, optim="sgd", learning_rate=1.0, max_grad_norm=0.0, save_strategy="no",
+                            lr_scheduler_type="constant", logging_steps=1)
+        trainer = make(CrPOTrainer, config, tiny_lm_folder, tiny_tokenizer)
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        trainer.train()
+        return {n: p.detach() - before[n] for n, p in trainer.model.named_parameters()}
+
+    whole, accumulated = one_step(4, 1, tmp_path / "a"), one_step(2, 2, tmp_path / "b")
+    assert max(v.abs().max().item() for v in whole.values()) > 0
+    assert max_relative_error(accumulated, whole) <= 1e-6
+
+
+DDP_SCRIPT = '''
+import json, sys, torch, datasets
+from transformers import AutoTokenizer, LlamaForCausalLM
+from crpo_bench.training import CrPOConfig, CrPOTrainer
+
+folder, data, out, work = sys.argv[1:5]
+rows = [json.loads(line) for line in open(data)]
+config = CrPOConfig(**json.loads(sys.argv[5]))
+model = LlamaForCausalLM.from_pretrained(folder, dtype=torch.float64)
+trainer = CrPOTrainer(model, args=config, train_dataset=datasets.Dataset.from_list(rows),
+                      processing_class=AutoTokenizer.from_pretrained(folder))
+before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+print(trainer.accelerator.distributed_type, flush=True)
+trainer.train()
+if trainer.accelerator.is_main_process:
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    torch.save({n: p.detach() - before[n] for n, p in unwrapped.named_parameters()}, out)
+'''
+
+
+def test_two_process_ddp_gives_the_single_process_update(tmp_path, tiny_lm_folder, tiny_tokenizer):
+    """`accelerate launch` with 2 CPU processes x 2 pairs = one process x 4 pairs (each process
+    scales the gradient rows of its own pairs; DDP averages)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    step = dict(use_cpu=True, bf16=False, gradient_checkpointing=False, report_to="none", max_length=64,
+                beta=0.1, lambda_novelty=1.0, lambda_diversity=0.5, max_steps=1, optim="sgd", learning_rate=1.0,
+                max_grad_norm=0.0, save_strategy="no", lr_scheduler_type="constant")
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in dataset()))
+    (tmp_path / "ddp.py").write_text(DDP_SCRIPT)
+    config = dict(step, output_dir=str(tmp_path / "ddp"), per_device_train_batch_size=2)
+    accelerate = Path(sys.executable).parent / "accelerate"
+    # --multi_gpu on a machine without GPUs launches multi-CPU DDP (gloo); --cpu would not distribute
+    proc = subprocess.run([str(accelerate), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+                           "--mixed_precision", "no", "--dynamo_backend", "no", str(tmp_path / "ddp.py"),
+                           str(tiny_lm_folder), str(data), str(tmp_path / "delta.pt"), str(tmp_path),
+                           json.dumps(config)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "MULTI_CPU" in proc.stdout + proc.stderr  # really two processes
+    ddp = torch.load(tmp_path / "delta.pt")
+
+    single = CrPOConfig(**dict(step, output_dir=str(tmp_path / "one"), per_device_train_batch_size=4))
+    trainer = make(CrPOTrainer, single, tiny_lm_folder, tiny_tokenizer)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    whole = {n: p.detach() - before[n] for n, p in trainer.model.named_parameters()}
+    assert max(v.abs().max().item() for v in whole.values()) > 0
+    assert max_relative_error(ddp, whole) <= 1e-6
