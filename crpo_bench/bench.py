@@ -117,13 +117,15 @@ def build_lm(spec: ModelSpec):
     return get_model(spec.lm_eval_model).create_from_arg_obj(dict(spec.model_args))
 
 
-def evaluate_pair(lm, spec: ModelSpec, task: str, limit: int | None, gen_kwargs: dict | None, manager) -> dict:
+def evaluate_pair(lm, spec: ModelSpec, task: str, limit: int | None, gen_kwargs: dict | None, manager,
+                  chat_template: bool = True) -> dict:
+    """One (model, task) through lm-eval; chat models get the chat template (API models always)."""
     import lm_eval
 
     try:
         return lm_eval.simple_evaluate(
             model=lm, tasks=[task], task_manager=manager, limit=limit, gen_kwargs=gen_kwargs or None,
-            apply_chat_template=True, log_samples=True,
+            apply_chat_template=chat_template, log_samples=True,
         )
     except Exception as err:
         where = f" at {spec.base_url}" if spec.base_url else ""

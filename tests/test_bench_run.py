@@ -151,3 +151,13 @@ def test_resume_skips_finished_pairs(tmp_path, muce_file, tiny_lm_folder):
     assert f"skip tiny / muce_aut: done" in second.stdout and "1 pair(s) run, 1 skipped" in second.stdout
     assert (out / "tiny" / "muce_aut.json").stat().st_mtime_ns == done["muce_aut.json"]
     assert (out / "tiny" / "muce_aut_t07k50.json").is_file()
+
+
+def test_chat_template_by_default_and_raw_prompts_on_request(tmp_path, muce_file, tiny_lm_folder):
+    for flag, templated in (([], True), (["--no-chat-template"], False)):
+        out = tmp_path / f"r{len(flag)}"
+        proc = crpo_bench_run(["--model", f"tiny={tiny_lm_folder}", *flag, *common(muce_file, out)], cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        sample = json.loads((out / "tiny" / "muce_aut.samples.jsonl").read_text().splitlines()[0])
+        prompt = sample["arguments"][0][0]  # (context, generation settings) of the first request
+        assert ("<|user|>" in prompt) is templated, prompt  # the tiny tokenizer's chat template marks turns

@@ -27,6 +27,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-retries", type=int, default=5, help="attempts per API request, with backoff (5)")
     p.add_argument("--timeout", type=int, default=120, help="seconds per API request (120)")
     p.add_argument("--batch-size", type=int, default=8, help="batch size of local models (8)")
+    p.add_argument("--no-chat-template", action="store_true",
+                   help="send raw prompts to local models (base models without a chat template)")
 
 
 def _json_arg(text: str | None, flag: str) -> dict:
@@ -82,7 +84,8 @@ def run(args) -> int:
             for task in by_model[spec.name]:
                 bar.set_postfix_str(f"{spec.name} / {task}")
                 start = time.perf_counter()
-                evaluation = bench.evaluate_pair(lm, spec, task, args.limit, gen_kwargs, manager)
+                evaluation = bench.evaluate_pair(lm, spec, task, args.limit, gen_kwargs, manager,
+                                                 chat_template=spec.baseline or not args.no_chat_template)
                 path = bench.write_pair(out, spec, task, evaluation)
                 tqdm.write(f"{spec.name} / {task}: {time.perf_counter() - start:.0f} s -> {path}")
                 bar.update()
