@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -44,6 +45,22 @@ def write_text_atomic(path: str | Path, text: str) -> None:
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
+        raise
+
+
+def write_folder_atomic(target: str | Path, write: Callable[[Path], object]) -> None:
+    """Build a folder with `write(staging)` beside `target`, then put it in target's place:
+    a crash midway leaves the old folder (or none), never a half-written one."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        write(staging)
+        staging.chmod(0o755)  # mkdtemp makes it private; outputs and caches are shared
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
         raise
 
 

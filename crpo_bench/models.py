@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .jsonl import write_folder_atomic
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_LM = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -169,16 +169,12 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
             del config.quantization_config
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
         model.load_state_dict(loaded.state_dict())
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
-        try:
+
+        def write(staging: Path) -> None:
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
-            staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared
-            os.replace(staging, target)  # atomic: a crash never leaves half a model
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
+
+        write_folder_atomic(target, write)  # a crash never leaves half a model
         bar.update()
 
 

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -63,13 +62,10 @@ def save_dataset(splits: dict[str, list[dict]], out: str, push_to_hub: str | Non
     """Write a DatasetDict atomically (a crash leaves no half-written folder)."""
     import datasets
 
+    from crpo_bench.jsonl import write_folder_atomic
+
     data = datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in splits.items()})
-    target = Path(out)
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    data.save_to_disk(str(staging))
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    write_folder_atomic(out, lambda staging: data.save_to_disk(str(staging)))
     if push_to_hub:
         data.push_to_hub(push_to_hub)
     return data

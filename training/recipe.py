@@ -8,7 +8,6 @@ overridden on the command line. Runs the same under `accelerate launch`.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,18 +66,18 @@ def parse(recipe: Path, overrides: list[str]):
         raise ValueError(f"{recipe}: {err}") from None
 
 
-def load_split(args: RecipeArguments, split: str | None):
+def load_splits(args: RecipeArguments):
+    """(train, eval or None) from one load of the recipe's dataset."""
     import datasets
 
-    if split is None:
-        return None
     if not args.dataset_path:
         raise ValueError("the recipe needs dataset_path: a folder from `crpo-train pairs` or a hub dataset id")
     path = Path(args.dataset_path)
     data = datasets.load_from_disk(str(path)) if path.is_dir() else datasets.load_dataset(args.dataset_path)
-    if split not in data:
-        raise ValueError(f"dataset {args.dataset_path} has no split {split!r} (it has {list(data)})")
-    return data[split]
+    for split in (args.train_split, args.eval_split):
+        if split is not None and split not in data:
+            raise ValueError(f"dataset {args.dataset_path} has no split {split!r} (it has {list(data)})")
+    return data[args.train_split], data[args.eval_split] if args.eval_split is not None else None
 
 
 def sft_examples(pairs, min_score: float):
@@ -109,8 +108,7 @@ def train(recipe_name: str, overrides: list[str]) -> Path:
     recipe = resolve_recipe(recipe_name)
     script, config, model_args = parse(recipe, overrides)
     model_path = causal_lm_path(model_args.model_name_or_path)
-    train_data = load_split(script, script.train_split)
-    eval_data = load_split(script, script.eval_split)
+    train_data, eval_data = load_splits(script)
     if script.max_train_pairs is not None:
         train_data = train_data.shuffle(seed=config.seed).select(range(min(script.max_train_pairs, len(train_data))))
     if script.trainer == "sft":
@@ -135,10 +133,12 @@ def train(recipe_name: str, overrides: list[str]) -> Path:
 
 def save_merged(peft_model, tokenizer, target: Path) -> None:
     """The adapter folded into the base weights, written atomically."""
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    from crpo_bench.jsonl import write_folder_atomic
+
     merged = peft_model.merge_and_unload()
-    merged.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+
+    def write(staging: Path) -> None:
+        merged.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+
+    write_folder_atomic(target, write)
