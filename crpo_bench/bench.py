@@ -137,7 +137,7 @@ def write_pair(out: Path, spec: ModelSpec, task: str, evaluation: dict) -> Path:
 
     samples = evaluation.pop("samples", {}) or {}
     evaluation["crpo_bench"] = {"model": spec.name, "kind": spec.kind, "baseline": spec.baseline, "task": task,
-                                "model_args": {k: v for k, v in spec.model_args.items()}}
+                                "model_args": dict(spec.model_args)}
     path = result_path(out, spec.name, task)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(json.dumps(s, default=handle_non_serializable)) for s in samples.get(task, [])]

@@ -70,13 +70,21 @@ def table_metrics(entries: list[Entry], task: str) -> list[str]:
     return [m for m in DIMENSIONS if m in present]
 
 
-def ranks(entries: list[Entry]) -> dict[tuple[str, str, str], int]:
-    """(model, task, metric) -> rank within the task's models, 1 = best (ties share a rank)."""
-    out = {}
+def _index(entries: list[Entry]) -> dict[tuple[str, str, str], Entry]:
+    return {(e.model, e.task, e.metric): e for e in entries}
+
+
+def _by_task_metric(entries: list[Entry]) -> dict[tuple[str, str], list[Entry]]:
     groups: dict[tuple[str, str], list[Entry]] = {}
     for e in entries:
         groups.setdefault((e.task, e.metric), []).append(e)
-    for (task, metric), group in groups.items():
+    return groups
+
+
+def ranks(entries: list[Entry]) -> dict[tuple[str, str, str], int]:
+    """(model, task, metric) -> rank within the task's models, 1 = best (ties share a rank)."""
+    out = {}
+    for (task, metric), group in _by_task_metric(entries).items():
         sign = -1 if group[0].higher_is_better is not False else 1
         values = sorted({sign * e.value for e in group})
         for e in group:
@@ -87,10 +95,7 @@ def ranks(entries: list[Entry]) -> dict[tuple[str, str, str], int]:
 def versus_best_baseline(entries: list[Entry]) -> dict[tuple[str, str, str], str]:
     """(model, task, metric) -> '▲' or '▼' where a non-baseline model differs beyond noise."""
     marks = {}
-    by_key = {(e.task, e.metric): [] for e in entries}
-    for e in entries:
-        by_key[e.task, e.metric].append(e)
-    for group in by_key.values():
+    for group in _by_task_metric(entries).values():
         baselines = [e for e in group if e.baseline]
         if not baselines:
             continue
@@ -112,17 +117,15 @@ def _cell(e: Entry, rank: int, mark: str) -> str:
 
 def task_tables(entries: list[Entry]) -> dict[str, tuple[list[str], list[list[str]]]]:
     """task -> (header, rows) with cells 'value ± stderr (rank) mark'."""
-    rank, marks = ranks(entries), versus_best_baseline(entries)
-    index = {(e.model, e.task, e.metric): e for e in entries}
+    rank, marks, index = ranks(entries), versus_best_baseline(entries), _index(entries)
+    baselines = {e.model for e in entries if e.baseline}
     tables = {}
     for task in sorted({e.task for e in entries}):
         metrics = table_metrics(entries, task)
-        models = sorted({e.model for e in entries if e.task == task},
-                        key=lambda m: (not any(e.baseline for e in entries if e.model == m), m))
+        models = sorted({e.model for e in entries if e.task == task}, key=lambda m: (m not in baselines, m))
         rows = []
         for model in models:
-            baseline = any(e.baseline for e in entries if e.model == model)
-            row = [model, "baseline" if baseline else "model"]
+            row = [model, "baseline" if model in baselines else "model"]
             for metric in metrics:
                 e = index.get((model, task, metric))
                 row.append(_cell(e, rank[model, task, metric], marks.get((model, task, metric), "")) if e else "")
@@ -154,17 +157,18 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
-def _value(entries, model, task, metric):
-    return next((e for e in entries if (e.model, e.task, e.metric) == (model, task, metric)), None)
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def scatter(entries: list[Entry], task: str, x_metric: str, y_metric: str) -> str | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    points = [(m, _value(entries, m, task, x_metric), _value(entries, m, task, y_metric))
+    plt, index = _pyplot(), _index(entries)
+    points = [(m, index.get((m, task, x_metric)), index.get((m, task, y_metric)))
               for m in sorted({e.model for e in entries if e.task == task})]
     points = [(m, x, y) for m, x, y in points if x and y]
     if not points:
@@ -184,24 +188,18 @@ def scatter(entries: list[Entry], task: str, x_metric: str, y_metric: str) -> st
 
 def profile(entries: list[Entry], task: str) -> str | None:
     """Each model's value on each dimension divided by the best model's (1 = best)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
-    metrics = [m for m in table_metrics(entries, task)]
+    plt, index, groups = _pyplot(), _index(entries), _by_task_metric(entries)
+    metrics = table_metrics(entries, task)
     models = sorted({e.model for e in entries if e.task == task})
     if not metrics:
         return None
+    best = {metric: max(abs(e.value) for e in groups[task, metric]) or 1.0 for metric in metrics}
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(metrics), 3.6))
     width = 0.8 / len(models)
     for k, model in enumerate(models):
-        heights = []
-        for metric in metrics:
-            e = _value(entries, model, task, metric)
-            best = max(abs(x.value) for x in entries if (x.task, x.metric) == (task, metric)) or 1.0
-            heights.append(e.value / best if e else 0.0)
+        heights = [index[model, task, m].value / best[m] if (model, task, m) in index else 0.0 for m in metrics]
         ax.bar(np.arange(len(metrics)) + k * width, heights, width, label=model)
     ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics, rotation=20, fontsize=8)
     ax.set_ylabel("value / best model's")
@@ -226,7 +224,7 @@ for (const table of document.querySelectorAll('table.board')) {
 
 
 def page(entries: list[Entry]) -> str:
-    index = {(e.model, e.task, e.metric): e for e in entries}
+    index = _index(entries)
     sections = []
     for task, (header, rows) in task_tables(entries).items():
         head = "".join(f"<th title='click to sort'>{html.escape(h)}</th>" for h in header)

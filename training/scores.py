@@ -51,18 +51,16 @@ def score_pairs(splits: dict[str, list[dict]], scorer: Scorer, dimensions=DIMENS
                 score_rejected: bool = False) -> dict[str, list[dict]]:
     """Return copies of the pair records with `chosen_<dim>` (and `rejected_<dim>`) columns."""
     sides = ("chosen", "rejected") if score_rejected else ("chosen",)
-    # 1. the unique answers of each (split, prompt) corpus
+    # 1. the unique answers of each (split, prompt) corpus, and a pair that names its item and task
     corpora: dict[tuple, dict[str, None]] = defaultdict(dict)
+    first: dict[tuple, dict] = {}
     for split, pairs in splits.items():
         for pair in pairs:
             key = (split, _prompt_key(pair))
+            first.setdefault(key, pair)
             for side in sides:
                 corpora[key][_answer(pair[side])] = None
     keys = [(key, answer) for key, answers in corpora.items() for answer in answers]
-    first = {}
-    for split, pairs in splits.items():
-        for pair in pairs:
-            first.setdefault((split, _prompt_key(pair)), pair)
 
     # 2. raw scores, one Scorer call for all corpora
     result = scorer.score(
