@@ -4,8 +4,9 @@
 
 For each backend setting, partitions every prompt's generations and prints the mean number
 of classes (the reference's is 1.80) and the mean adjusted Rand index against the
-reference partitions. The embedding threshold in crpo_bench/noveltybench.py is the best
-of this sweep.
+reference partitions. The backends are those of crpo_bench/noveltybench.py: unigram
+without the short-text rule (as in the reference), embedding with it (as the classifier it
+stands in for). The embedding threshold there is the best of this sweep.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ reported only when a reward model is given.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -30,7 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from lm_eval.api.task import ConfigurableTask
+
 from . import muce, noveltybench
+from .metrics.ngrams import NGRAM_ORDERS
+from .muce_prompts import user_prompt
 from .scoring import METRIC_FIELDS, Scorer, ScoringConfig
 
 log = logging.getLogger("crpo_bench.lmeval")
@@ -44,8 +49,7 @@ STDERR_METHODS = ("jackknife", "bootstrap")
 # Settings of each task, recorded when lm-eval loads its data (the only hook that sees
 # the task's metadata); process_results stamps the task name on every item.
 _task_settings: dict[str, dict] = {}
-# (task name, prompt) -> (MuCE item, MuCE task slug), for originality and semantic distance
-_prompt_items: dict[tuple[str, str], tuple[str, str]] = {}
+CORPUS_SCOPES = ("task", "prompt")
 
 
 def resolve_settings(metadata: dict) -> dict:
@@ -61,36 +65,88 @@ def resolve_settings(metadata: dict) -> dict:
     settings["patience"] = float(settings["patience"] or noveltybench.PATIENCE)
     if isinstance(settings["lm"], str) and settings["lm"].lower() in ("none", "off", "false"):
         settings["lm"] = "none"
+    settings["corpus"] = metadata.get("corpus", "task")
+    if settings["corpus"] not in CORPUS_SCOPES:
+        raise ValueError(f"corpus {settings['corpus']!r}: choose one of {CORPUS_SCOPES}")
     return settings
 
 
 # --- data ----------------------------------------------------------------------------
 
 
-def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | None = None, **metadata):
-    """lm-eval `custom_dataset`: the unique English held-out prompts of one MuCE task.
+def heldout_documents(rows: list[dict], muce_task: str, template: str = "default",
+                      prompts_per_task: int | None = None) -> list[dict]:
+    """The paper's evaluation documents of one task: English held-out rows (heldout_item,
+    then heldout_task, each in data order), one per distinct full prompt (the first),
+    rows the paper excludes left out; `prompts_per_task` keeps the first N (the paper's -np)."""
+    order = {split: k for k, split in enumerate(muce.HELDOUT_SPLITS)}
+    rows = sorted((r for r in rows if r["split"] in order), key=lambda r: order[r["split"]])  # stable
+    docs, seen = [], set()
+    for row in rows:
+        if muce.task_slug(row["TasksNamesFull"], strict=False) != muce_task or not muce.is_english(row.get("Language")):
+            continue
+        full = muce.row_full_prompt(row)
+        if full is None or full in seen:
+            continue
+        seen.add(full)
+        docs.append({"item": str(row["Prompt"]).strip(), "muce_task": muce_task, "full_prompt": full,
+                     "prompt": user_prompt(muce.task_name(muce_task), full, template),
+                     "dataset": str(row.get("Dataset") or ""), "split": row["split"]})
+    return docs[:prompts_per_task] if prompts_per_task else docs
 
-    `muce_task` comes from the task's YAML; `muce_any` takes it from --metadata instead,
-    for a task type of the data that has no YAML of its own.
+
+def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | None = None,
+                 muce_config: str | None = None, template: str | None = None,
+                 prompts_per_task: int | str | None = None, **metadata):
+    """lm-eval `custom_dataset`: the paper's held-out evaluation prompts of one MuCE task.
+
+    `muce_task` comes from the task's YAML; `muce_any` takes it from --metadata instead.
+    `template` (default, short_response, constrained_response, scr) and
+    `prompts_per_task` come from --metadata or the environment.
     """
     import datasets
 
     if not muce_task:
         raise ValueError(f"{task_name}: say which MuCE task type to evaluate, e.g. "
-                         "--metadata '{\"muce_task\": \"humor\"}' (a slug of TasksNamesFull)")
+                         "--metadata '{\"muce_task\": \"analogies\"}' (a slug or TasksNamesFull)")
+    muce_task = muce.task_slug(muce_task)
     settings = resolve_settings(metadata)
     _task_settings[task_name] = settings
     source = muce_data or os.environ.get("CRPO_MUCE_DATA")
-    rows = muce.load_rows(source, splits=muce.HELDOUT_SPLITS)
-    items = sorted({str(r["Prompt"]).strip() for r in rows
-                    if muce.task_slug(str(r["TasksNamesFull"])) == muce_task and muce.is_english(r.get("Language"))})
-    if not items:
-        raise ValueError(f"{task_name}: no English held-out prompts of MuCE task {muce_task!r} in "
-                         f"{source or muce.HUB_ID}")
-    log.info("%s: %d prompts from %s; scorer settings %s", task_name, len(items), source or muce.HUB_ID, settings)
-    docs = [{"task": task_name, "item": item, "prompt": muce.instruction(muce_task, item)} for item in items]
-    _prompt_items.update({(task_name, d["prompt"]): (item, muce_task) for d, item in zip(docs, items)})
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
+    config = muce_config or os.environ.get("CRPO_MUCE_CONFIG")
+    template = template or os.environ.get("CRPO_MUCE_TEMPLATE") or "default"
+    limit = prompts_per_task or os.environ.get("CRPO_PROMPTS_PER_TASK")
+    rows = muce.load_rows(source, splits=muce.HELDOUT_SPLITS, config=config)
+    docs = heldout_documents(rows, muce_task, template, int(limit) if limit else None)
+    if not docs:
+        raise ValueError(f"{task_name}: no English held-out prompts ({', '.join(muce.HELDOUT_SPLITS)}) of MuCE task "
+                         f"{muce.task_name(muce_task)!r} in {source or muce.HUB_ID}")
+    log.info("%s: %d prompts from %s (template %s); scorer settings %s", task_name, len(docs),
+             source or muce.HUB_ID, template, settings)
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list([{"task": task_name, **d} for d in docs])})
+
+
+class PooledDecodingTask(ConfigurableTask):
+    """A task that samples each prompt under several decoding settings, `repeats` times each,
+    and hands all the answers to the metrics as one item (the paper's 4 settings x 4 = 16).
+
+    The settings are `metadata.decoding` of the YAML, each laid over `generation_kwargs`;
+    lm-eval's models take generation arguments per request, so one task can mix them.
+    """
+
+    def __init__(self, config: dict | None = None, **kwargs):
+        config = {k: v for k, v in (config or {}).items() if k != "class"}  # ours, not a TaskConfig field
+        super().__init__(config=config, **kwargs)
+        self.decoding = list((self.config.metadata or {}).get("decoding") or [])
+        if not self.decoding:
+            raise ValueError(f"{self.config.task}: metadata.decoding lists no decoding settings")
+
+    def construct_requests(self, doc: dict, ctx, **kwargs):
+        request = super().construct_requests(doc, ctx, **kwargs)
+        context, generation = request.arguments[0], request.arguments[1]
+        # fresh resps lists: dataclasses.replace would share the one list of `request`
+        return [dataclasses.replace(request, arguments=(context, {**generation, **setting}), idx=k, resps=[],
+                                    filtered_resps={}) for k, setting in enumerate(self.decoding)]
 
 
 NOVELTYBENCH_HUB_ID = "yimingzhang/novelty-bench"
@@ -122,7 +178,7 @@ def noveltybench_dataset(subset: str, task_name: str, noveltybench_data: str | N
 # --- per-document results ------------------------------------------------------------
 
 CORPUS_METRICS = ("novelty", "diversity", "dsi", "theme_uniqueness", "num_themes", "prompt_novelty",
-                  "prompt_diversity", *(f"ngram_diversity_{n}" for n in range(1, 6)))
+                  "prompt_diversity", *(f"ngram_diversity_{n}" for n in NGRAM_ORDERS))
 
 
 NOVELTYBENCH_METRICS = ("distinct", "prompt_novelty", "prompt_diversity")
@@ -146,12 +202,15 @@ def _notice_no_quality(task: str) -> None:
 
 
 def process_results(doc: dict, results: list) -> dict:
-    """Hand the K answers of one prompt to every metric as one item."""
-    answers = results[0] if isinstance(results[0], list) else list(results)
+    """Hand all answers of one prompt (K samples of each request; several requests where a
+    task pools decoding settings) to every metric as one item: (task, prompt, answers,
+    MuCE item, MuCE task)."""
+    answers = [a for result in results for a in (result if isinstance(result, list) else [result])]
     settings = _task_settings.get(doc["task"], resolve_settings({}))
     if not settings["reward_model"]:
         _notice_no_quality(doc["task"])
-    item = (doc["task"], doc["prompt"], tuple(str(a) for a in answers))
+    item = (doc["task"], doc["prompt"], tuple(str(a) for a in answers), doc.get("item", doc["prompt"]),
+            doc.get("muce_task", ""))
     return {metric: item for metric in metrics_for(settings)}
 
 
@@ -167,7 +226,7 @@ def _scorer(embedder, lm, reward_model, degenerate, originality_model) -> Scorer
 def _flatten(items: list) -> tuple[list[str], list[str], list[int]]:
     """answers, their prompts, and the index of the item (prompt) each came from."""
     answers, prompts, owner = [], [], []
-    for k, (_, prompt, responses) in enumerate(items):
+    for k, (_, prompt, responses, *_) in enumerate(items):
         answers += responses
         prompts += [prompt] * len(responses)
         owner += [k] * len(responses)
@@ -179,20 +238,22 @@ def _mean(values, keep) -> float:
     return float(np.mean(chosen)) if chosen else float("nan")
 
 
-def corpus_values(items: list, scorer: Scorer, per_answer: dict) -> dict[str, float]:
-    """Every corpus metric of one task's items (the task's answers form one corpus;
-    prompt_* metrics use one corpus per item). `per_answer` caches surprise/quality."""
+def corpus_values(items: list, scorer: Scorer, per_answer: dict, corpus: str = "task") -> dict[str, float]:
+    """Every corpus metric of one task's items. With `corpus` "task" the task's answers form
+    one corpus; with "prompt" each prompt's answers do (the paper's 16 pooled samples), and
+    num_themes and the corpus n-gram diversities are means over prompts. prompt_* metrics
+    always use one corpus per prompt. `per_answer` caches surprise/quality."""
     answers, prompts, owner = _flatten(items)
-    task_scores = scorer.score(answers, prompts=prompts, metrics=[
-        "dsi", "novelty", "diversity", "theme_uniqueness", "ngram_diversity"])
     prompt_scores = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"])
-    keep = [row["degenerate"] is None or scorer.config.degenerate == "reference_compat" for row in task_scores.rows]
-    out = {m: _mean([r[m] for r in task_scores.rows], keep) for m in ("novelty", "diversity", "dsi", "theme_uniqueness")}
-    corpus = task_scores.corpora[None]
-    out["num_themes"] = float(corpus.get("num_themes", 0))
-    for n in range(1, 6):
-        value = corpus[f"ngram_diversity_{n}"]
-        out[f"ngram_diversity_{n}"] = float("nan") if value is None else value
+    scores = scorer.score(answers, corpus_ids=owner if corpus == "prompt" else None, prompts=prompts,
+                          metrics=["dsi", "novelty", "diversity", "theme_uniqueness", "ngram_diversity"])
+    keep = [row["degenerate"] is None or scorer.config.degenerate == "reference_compat" for row in scores.rows]
+    out = {m: _mean([r[m] for r in scores.rows], keep) for m in ("novelty", "diversity", "dsi", "theme_uniqueness")}
+    corpora = list(scores.corpora.values())
+    out["num_themes"] = float(np.mean([c.get("num_themes", 0) for c in corpora]))
+    for n in NGRAM_ORDERS:
+        values = [c[f"ngram_diversity_{n}"] for c in corpora if c[f"ngram_diversity_{n}"] is not None]
+        out[f"ngram_diversity_{n}"] = float(np.mean(values)) if values else float("nan")
     out["prompt_novelty"] = _mean([r["novelty"] for r in prompt_scores.rows], keep)
     out["prompt_diversity"] = _mean([r["diversity"] for r in prompt_scores.rows], keep)
     for metric in ("semantic_distance", "originality", "surprise", "perplexity", "quality"):
@@ -210,8 +271,9 @@ def _per_answer_scores(items: list, scorer: Scorer, settings: dict) -> dict:
         + (["quality"] if settings["reward_model"] else [])
     if not pairs:
         return {}
-    task = items[0][0]
-    item_of = [_prompt_items.get((task, p), (p, "")) for p, _ in pairs]
+    item_of = {(prompt, answer): (item, muce_task) for _, prompt, answers, item, muce_task in items
+               for answer in answers}
+    item_of = [item_of[pair] for pair in pairs]
     rows = scorer.score([a for _, a in pairs], prompts=[p for p, _ in pairs], metrics=wanted,
                         items=[i for i, _ in item_of], tasks=[t for _, t in item_of]).rows
     fields = [f for m in wanted for f in METRIC_FIELDS[m]]
@@ -246,7 +308,7 @@ def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dic
     semantic = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"]).rows
     rewards = scorer.score(answers, prompts=prompts, metrics=["quality"]).rows if settings["reward_model"] else None
     out = {}
-    for k, (_, prompt, gens) in enumerate(items):
+    for k, (_, prompt, gens, *_) in enumerate(items):
         rows = [i for i, o in enumerate(owner) if o == k]
         labels = noveltybench.partition(gens, equivalent)
         values = {"distinct": max(labels) + 1,
@@ -262,7 +324,7 @@ def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dic
 
 def noveltybench_values(items: list, per_prompt: dict) -> dict[str, float]:
     """Means over prompts of the per-prompt values."""
-    rows = [per_prompt[(prompt, gens)] for _, prompt, gens in items]
+    rows = [per_prompt[(prompt, gens)] for _, prompt, gens, *_ in items]
     return {m: float(np.mean([r[m] for r in rows])) for m in rows[0]}
 
 
@@ -270,7 +332,7 @@ def noveltybench_values(items: list, per_prompt: dict) -> dict[str, float]:
 def _task_report(key: str, items_json: str) -> dict:
     """Point estimates and standard errors of every metric of one task (cached: lm-eval
     calls each metric's aggregation and stderr separately on the same items)."""
-    items = [(t, p, tuple(r)) for t, p, r in json.loads(items_json)]
+    items = [(t, p, tuple(r), i, m) for t, p, r, i, m in json.loads(items_json)]
     settings = _task_settings.get(items[0][0], resolve_settings({}))
     scorer = _scorer(settings["embedder"], settings["lm"], settings["reward_model"], settings["degenerate"],
                      settings["originality_model"])
@@ -279,7 +341,7 @@ def _task_report(key: str, items_json: str) -> dict:
         values = functools.partial(noveltybench_values, per_prompt=per_prompt)
     else:
         per_answer = _per_answer_scores(items, scorer, settings)
-        values = functools.partial(corpus_values, scorer=scorer, per_answer=per_answer)
+        values = functools.partial(corpus_values, scorer=scorer, per_answer=per_answer, corpus=settings["corpus"])
     point = values(items)
     if len(items) < 2:
         return {"point": point, "stderr": {m: float("nan") for m in point}}
@@ -293,7 +355,7 @@ def _task_report(key: str, items_json: str) -> dict:
 
 
 def _report(items: list) -> dict:
-    items_json = json.dumps([[t, p, list(r)] for t, p, r in items])
+    items_json = json.dumps([[t, p, list(r), i, m] for t, p, r, i, m in items])
     return _task_report(hashlib.sha256(items_json.encode()).hexdigest(), items_json)
 
 

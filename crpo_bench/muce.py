@@ -1,10 +1,19 @@
-"""MuCE-schema data: the hub dataset, local files in its schema, and ocsai files.
+"""MuCE data in every published layout: the hub dataset, local files, and ocsai files.
 
-MuCE (`CNCL-Penn-State/MuCE`) rows carry `TasksNamesFull` (the creativity test),
-`Prompt` (the item, e.g. "brick"), `Response`, `facsco_grm_scaled` (human score on a
-10-50 scale), `RatingLabel`, `Language` and `Set` (the split: train, val, test,
-heldout_item, heldout_task). Task names are reduced to short slugs (`aut`, `poems`,
-`rlcps`, ...) so that tasks, pairs and reports agree on one spelling.
+MuCE (`CNCL-Penn-State/MuCE`) rows carry `TasksNamesFull` (the creativity test, e.g.
+"Alternate Uses of Objects Task"), `Dataset` (the study it comes from), `Prompt` (the
+item, e.g. "brick"), `Response`, `facsco_grm_scaled` (human score on a 10-50 scale),
+`RatingLabel`, `Language`, `TaskType` (text or image) and `Set`. Two layouts exist:
+
+- raw: one split (`train`) whose `Set` column says where a row belongs, in CamelCase
+  (`Training`, `Validation`, `Test`, `HeldoutItem`, `HeldoutTask`, `HeldoutLanguage`);
+- processed (the paper's `prepare_raw_data.py`): a DatasetDict with splits `train`,
+  `val`, `test`, `heldout_item`, `heldout_task`, `heldout_language` and a `FullPrompt`.
+
+Every row read here gets `split` (the processed name), from `Set` where the row has one,
+else from the split or file it came from. Task names map to short slugs (`aut`,
+`poems`, `rlcps`, ...) so that tasks, pairs and reports agree on one spelling; an
+unknown task name is an error that lists the known ones.
 """
 
 from __future__ import annotations
@@ -13,65 +22,107 @@ import json
 import re
 from pathlib import Path
 
-HUB_ID = "CNCL-Penn-State/MuCE"
-SPLITS = ("train", "val", "test", "heldout_item", "heldout_task")
-HELDOUT_SPLITS = ("heldout_item", "heldout_task")
-ENGLISH = {"en", "eng", "english"}
+from .muce_prompts import ENGLISH, full_prompt
 
-# Spellings of task names seen in MuCE and in the creativity literature -> our slug.
+HUB_ID = "CNCL-Penn-State/MuCE"
+SET_TO_SPLIT = {"Training": "train", "Validation": "val", "Test": "test", "HeldoutItem": "heldout_item",
+                "HeldoutTask": "heldout_task", "HeldoutLanguage": "heldout_language"}
+SPLITS = tuple(SET_TO_SPLIT.values())
+HELDOUT_SPLITS = ("heldout_item", "heldout_task")  # the paper evaluates on these
+
+# The 26 task types of the paper's code (TasksNamesFull) -> our slug.
+TASKS = {
+    "Consequences": "consequences",
+    "Alternate Uses of Objects Task": "aut",
+    "Design Solutions": "design_solutions",
+    "Real-Life Creative Problem Solving": "rlcps",
+    "Metaphors": "metaphors",
+    "Research Questions": "research_questions",
+    "Hypothesis Generation": "hypothesis_generation",
+    "Experiment Design": "experiment_design",
+    "Malevolent Problems": "malevolent_problems",
+    "Question Asking": "question_asking",
+    "Sentence Completion": "sentence_completion",
+    "Instances of Common Concepts": "instances",
+    "Analogies": "analogies",
+    "Stories": "stories",
+    "Associations": "associations",
+    "Essays": "essays",
+    "Poems": "poems",
+    "Emotions in Everyday Situations": "everyday_emotions",
+    "Evoking Emotional Responses from People": "evoking_emotions",
+    "Emotional Trials": "emotional_trials",
+    "Invent Nicknames": "nicknames",
+    "Composites": "composites",
+    "Alternate Titles Generation": "alternate_titles",
+    "Situation Redescription": "situation_redescription",
+    "Plot Titles Generation": "plot_titles",
+    "Combining Objects": "combining_objects",
+}
+TASK_NAMES = {slug: name for name, slug in TASKS.items()}  # slug -> TasksNamesFull
+PAPER_TASKS = ("rlcps", "aut", "design_solutions", "hypothesis_generation", "metaphors", "poems",
+               "sentence_completion")  # the paper's evaluation set
+
+# Older and other spellings (normalised to lowercase_with_underscores) -> our slug.
 TASK_ALIASES = {
+    **{re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_"): slug for name, slug in TASKS.items()},
+    **{slug: slug for slug in TASKS.values()},
     "alternate_uses": "aut", "alternative_uses": "aut", "alternate_uses_task": "aut", "uses": "aut",
-    "aut": "aut", "real_life_creative_problem_solving": "rlcps", "real_life_problem_solving": "rlcps",
-    "creative_problem_solving": "rlcps", "rlcps": "rlcps", "completion": "sentence_completion",
-    "sentence_completion": "sentence_completion", "poem": "poems", "poetry": "poems", "story": "stories",
-    "short_story": "stories", "short_stories": "stories", "metaphor": "metaphors", "essay": "essays",
-    "question": "question_asking", "questions": "question_asking", "research_question": "research_questions",
-    "hypothesis": "hypothesis_generation", "hypotheses": "hypothesis_generation",
-    "design_solution": "design_solutions", "design": "design_solutions", "association": "associations",
-    "word_associations": "associations", "consequence": "consequences", "instance": "instances",
-    "experimental_design": "experiment_design", "malevolent_problem": "malevolent_problems",
-    "malevolent_creativity": "malevolent_problems",
+    "real_life_problem_solving": "rlcps", "creative_problem_solving": "rlcps", "completion": "sentence_completion",
+    "poem": "poems", "poetry": "poems", "story": "stories", "short_story": "stories", "short_stories": "stories",
+    "metaphor": "metaphors", "essay": "essays", "question": "question_asking", "questions": "question_asking",
+    "research_question": "research_questions", "hypothesis": "hypothesis_generation",
+    "hypotheses": "hypothesis_generation", "design_solution": "design_solutions", "design": "design_solutions",
+    "association": "associations", "word_associations": "associations", "consequence": "consequences",
+    "instance": "instances", "instances_of_concepts": "instances", "experimental_design": "experiment_design",
+    "malevolent_problem": "malevolent_problems", "malevolent_creativity": "malevolent_problems",
+    "analogy": "analogies", "nickname": "nicknames", "composite": "composites", "alternate_titles": "alternate_titles",
+    "plot_titles": "plot_titles",
 }
 
 # ocsai prompt prefixes -> MuCE task names
-OCSAI_TASKS = {"DT Uses": "Alternate Uses", "AUT": "Alternate Uses", "DT Instances": "Instances",
-               "DT Consequences": "Consequences", "DT Completion": "Sentence Completion"}
+OCSAI_TASKS = {"DT Uses": "Alternate Uses of Objects Task", "AUT": "Alternate Uses of Objects Task",
+               "DT Instances": "Instances of Common Concepts", "DT Consequences": "Consequences",
+               "DT Completion": "Sentence Completion"}
 OCSAI_LINE = re.compile(r"^(?P<task>.+?) Prompt:(?P<item>.*?)\nResponse:(?P<response>.*)\nScore:\n?$", re.S)
 
 
-# One instruction per MuCE task, in the paper's style; {item} is MuCE's `Prompt`.
-INSTRUCTIONS = {
-    "poems": "Come up with an original and creative poem about the following concept: {item}.",
-    "stories": "Write an original and creative short story about the following concept: {item}.",
-    "aut": "Come up with an original and creative use for the following object: {item}.",
-    "sentence_completion": "Complete the following sentence in an original and creative way: {item}",
-    "metaphors": "Come up with an original and creative metaphor for the following concept: {item}.",
-    "essays": "Write an original and creative short essay on the following topic: {item}.",
-    "rlcps": "Come up with an original and creative solution to the following real-life problem: {item}",
-    "question_asking": "Ask an original and creative question about the following object: {item}.",
-    "research_questions": "Propose an original and creative research question about the following topic: {item}.",
-    "hypothesis_generation": "Come up with an original and creative hypothesis to explain the following "
-                             "observation: {item}",
-    "design_solutions": "Come up with an original and creative design that addresses the following need: {item}",
-    "associations": "Come up with an original and creative association for the following word: {item}.",
-    "consequences": "Come up with an original and creative consequence of the following hypothetical "
-                    "situation: {item}",
-    "instances": "Come up with an original and creative example of something that is {item}.",
-    "experiment_design": "Design an original and creative experiment to test the following idea: {item}",
-    "malevolent_problems": "Come up with an original and creative way to deal with the following problem: {item}",
-}
-GENERIC_INSTRUCTION = "Give an original and creative response to the following prompt: {item}"
+def task_slug(name: str, strict: bool = True) -> str:
+    """'Alternate Uses of Objects Task' (or 'Alternate Uses', 'aut') -> 'aut'.
+
+    An unknown name is an error listing the known ones; with strict=False it becomes
+    lowercase_with_underscores (free-text task fields of files to score).
+    """
+    slug = re.sub(r"[^a-z0-9]+", "_", str(name).lower()).strip("_")
+    if slug in TASK_ALIASES:
+        return TASK_ALIASES[slug]
+    if strict:
+        raise ValueError(f"unknown MuCE task {name!r}; known task types: {', '.join(TASKS)}")
+    return slug
 
 
-def instruction(task: str, item: str) -> str:
-    """The user message that asks for a response to `item` of MuCE task `task` (a slug)."""
-    return INSTRUCTIONS.get(task, GENERIC_INSTRUCTION).format(item=item.strip())
+def task_name(task: str) -> str:
+    """Any spelling of a task -> its TasksNamesFull ('aut' -> 'Alternate Uses of Objects Task')."""
+    return TASK_NAMES[task_slug(task)]
 
 
-def task_slug(name: str) -> str:
-    """'Alternate Uses' -> 'aut'; unknown names become lowercase_with_underscores."""
-    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    return TASK_ALIASES.get(slug, slug)
+def split_of(set_value) -> str:
+    """`Set` in either layout ('HeldoutItem' or 'heldout_item') -> 'heldout_item'."""
+    value = str(set_value).strip()
+    if value in SET_TO_SPLIT:
+        return SET_TO_SPLIT[value]
+    if value in SPLITS:
+        return value
+    raise ValueError(f"unknown MuCE Set {set_value!r}: expected one of {', '.join(SET_TO_SPLIT)} "
+                     f"(raw layout) or {', '.join(SPLITS)} (processed)")
+
+
+def row_full_prompt(row: dict) -> str | None:
+    """The paper's instruction for a row: its `FullPrompt` where it has one, else built."""
+    if row.get("FullPrompt") not in (None, ""):
+        return str(row["FullPrompt"])
+    return full_prompt(task_name(row["TasksNamesFull"]), row.get("Dataset"), str(row["Prompt"]),
+                       row.get("Language"))
 
 
 def is_english(language) -> bool:
@@ -95,22 +146,64 @@ def read_ocsai(path: str | Path, split: str) -> list[dict]:
             if match is None or match["task"] not in OCSAI_TASKS:
                 raise ValueError(f"{path}:{lineno}: not an ocsai prompt: {record['prompt'][:60]!r}")
             rows.append({
-                "TasksNamesFull": OCSAI_TASKS[match["task"]], "Prompt": match["item"].strip(),
+                "TasksNamesFull": OCSAI_TASKS[match["task"]], "Dataset": "ocsai", "Prompt": match["item"].strip(),
                 "Response": match["response"].strip(), "facsco_grm_scaled": score, "RatingLabel": score,
-                "Language": "eng", "Set": split,
+                "Language": "English", "TaskType": "text", "Set": split, "split": split,
             })
     return rows
 
 
+def _with_split(rows: list[dict], origin: str, default_split: str | None) -> list[dict]:
+    """Text rows only, each with `split` from its `Set` (either layout), else `default_split`."""
+    out = []
+    for k, row in enumerate(rows, start=1):
+        missing = [c for c in ("TasksNamesFull", "Prompt") if c not in row]
+        if missing:
+            raise ValueError(f"{origin}, row {k}: missing column(s) {missing}")
+        if str(row.get("TaskType") or "text").lower() != "text":
+            continue  # the paper keeps text tasks; image rows have no prompt text to ask
+        if row.get("Set") not in (None, ""):
+            try:
+                split = split_of(row["Set"])
+            except ValueError as err:
+                raise ValueError(f"{origin}, row {k}: {err}") from None
+        elif default_split is not None:
+            split = default_split
+        else:
+            raise ValueError(f"{origin}, row {k}: no `Set` column, and the file name does not name a split "
+                             f"({', '.join(SPLITS)})")
+        out.append({**row, "split": split})
+    return out
+
+
 def read_table(path: str | Path) -> list[dict]:
-    """A local file in MuCE's schema: JSONL, CSV or parquet (the split is in `Set`)."""
+    """Local MuCE data in either layout: a JSONL, CSV or parquet file (split from `Set`, or from
+    a file named after a split, e.g. heldout_item.jsonl), a folder of such per-split files, or
+    a DatasetDict folder written by `datasets.save_to_disk`."""
     path = Path(path)
+    if path.is_dir():
+        if (path / "dataset_dict.json").is_file():
+            import datasets
+
+            data = datasets.load_from_disk(str(path))
+            return [r for split in data for r in _with_split(list(data[split]), f"{path}[{split}]", split)]
+        files = sorted(p for p in path.iterdir() if p.stem in SPLITS and p.suffix.lower() in (".jsonl", ".csv", ".parquet"))
+        if not files:
+            raise FileNotFoundError(f"MuCE data folder {path} holds neither a saved DatasetDict nor per-split files "
+                                    f"({', '.join(SPLITS)}).jsonl/.csv/.parquet")
+        return [r for f in files for r in read_table(f)]
     if not path.is_file():
         raise FileNotFoundError(f"MuCE data file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
+        rows = []
         with path.open(encoding="utf-8") as lines:
-            rows = [json.loads(line) for line in lines if line.strip()]
+            for lineno, line in enumerate(lines, start=1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as err:
+                        raise ValueError(f"{path}:{lineno}: not JSON ({err})") from None
     elif suffix == ".csv":
         import csv
 
@@ -122,39 +215,44 @@ def read_table(path: str | Path) -> list[dict]:
         rows = pq.read_table(path).to_pylist()
     else:
         raise ValueError(f"MuCE data file {path}: expected .jsonl, .csv or .parquet")
-    for k, row in enumerate(rows, start=1):
-        missing = [c for c in ("TasksNamesFull", "Prompt", "Set") if c not in row]
-        if missing:
-            raise ValueError(f"MuCE data file {path}, row {k}: missing column(s) {missing}")
-    return rows
+    return _with_split(rows, f"MuCE data file {path}", path.stem if path.stem in SPLITS else None)
 
 
-def load_rows(source: str | None = None, splits=SPLITS) -> list[dict]:
-    """MuCE rows of `splits` from a local file, or from the hub when `source` is None/the hub id."""
-    if source and source != HUB_ID:
-        return [r for r in read_table(source) if r["Set"] in splits]
+def load_hub(config: str | None = None) -> list[dict]:
+    """MuCE from the hub, raw (one split, `Set` per row) or processed (one split per `Set`)."""
     import datasets
 
     try:
-        hub = datasets.load_dataset(HUB_ID)
+        hub = datasets.load_dataset(HUB_ID, name=config)
     except Exception as err:
         raise RuntimeError(
-            f"cannot load {HUB_ID} from the hub ({type(err).__name__}). Without network access pass a "
-            "local file in MuCE's schema: --metadata '{\"muce_data\": \"/path/muce.jsonl\"}' "
+            f"cannot load {HUB_ID} (config {config or 'default'}) from the hub ({type(err).__name__}). Without "
+            "network access pass a local file in MuCE's schema: --metadata '{\"muce_data\": \"/path/muce.jsonl\"}' "
             "or CRPO_MUCE_DATA=/path/muce.jsonl"
         ) from err
-    return [dict(r, Set=split) for split in splits if split in hub for r in hub[split]]
+    return [r for split in hub for r in _with_split(list(hub[split]), f"{HUB_ID}[{split}]",
+                                                    split if split in SPLITS else None)]
 
 
-def read_rated(source: str | Path, split: str = "train") -> list[dict]:
-    """Human-rated rows in MuCE's schema from an ocsai file, a local MuCE-schema file, or
-    "hub" (MuCE on the hub); only rows with a numeric score are kept."""
+def load_rows(source: str | None = None, splits=SPLITS, config: str | None = None) -> list[dict]:
+    """MuCE rows of `splits` from a local file or folder, or from the hub when `source` is
+    None, "hub" or the hub id (`config` names a hub configuration, e.g. full_agreement)."""
+    rows = load_hub(config) if source in (None, "", "hub", HUB_ID) else read_table(source)
+    return [r for r in rows if r["split"] in splits]
+
+
+def read_rated(source: str | Path, split: str = "train", config: str | None = None) -> list[dict]:
+    """Human-rated rows in MuCE's schema from an ocsai file (all of split `split`), a local
+    MuCE file or folder in either layout, or "hub" (every split; `config` names a hub
+    configuration); only rows with a numeric score are kept."""
     if str(source) == "hub":
-        rows = load_rows(None, splits=(split,))
+        rows = load_rows(None, config=config)
     else:
         path = Path(source)
-        with path.open(encoding="utf-8") as f:
-            first = f.readline()
+        first = ""
+        if path.is_file():
+            with path.open(encoding="utf-8") as f:
+                first = f.readline()
         is_ocsai = path.suffix == ".jsonl" and first.strip() and {"prompt", "completion"} <= set(json.loads(first))
         rows = read_ocsai(path, split) if is_ocsai else read_table(path)
     rated = []

@@ -2,13 +2,15 @@
 
 For each prompt, k generations are partitioned greedily in order: a generation joins the
 class of the first earlier class whose first member it is equivalent to, else it starts
-a new class. `distinct` is the number of classes. Two short texts (at most 5 whitespace
-unigrams each) are equivalent when they share at least half of the longer one's words;
-otherwise a backend decides:
+a new class. `distinct` is the number of classes. A backend decides equivalence:
 - `classifier`: the reference similarity classifier (P(class 1) > 0.102);
 - `unigram`: ROUGE-1 F1 > 0.458;
-- `embedding`: cosine similarity of the offline MiniLM embeddings above a threshold
-  calibrated on the reference classifier's partitions (see EMBEDDING_THRESHOLD).
+- `embedding` (ours, not the reference's): cosine similarity of the offline MiniLM
+  embeddings above a threshold calibrated on the reference classifier's partitions
+  (see EMBEDDING_THRESHOLD).
+`classifier` and `embedding` first apply the short-text rule (two texts of at most 5
+whitespace unigrams each are equivalent when they share at least half of the longer
+one's words); `unigram` does not, as in the reference.
 Utility: a reward model's score, mapped to a 1-10 rating by the reference thresholds,
 counts only for the first member of each class, weighted by patience^i and normalised.
 """
@@ -26,7 +28,8 @@ CLASSIFIER_ID = "yimingzhang/deberta-v3-large-generation-similarity"
 CLASSIFIER_THRESHOLD = 0.102
 UNIGRAM_THRESHOLD = 0.458
 # Calibrated on ../shared/data/noveltybench/gemini-1.5-pro-curated-calibration.jsonl (50 prompts
-# partitioned by the reference classifier, mean 1.80 classes): at 0.68 MiniLM gives 1.84 classes
+# partitioned by the reference classifier, mean 1.80 classes), with the short-text rule applied
+# first as for the classifier: at 0.68 MiniLM gives 1.84 classes
 # and a mean adjusted Rand index of 0.546 against the reference partitions, within 0.005 of the
 # best of the sweep (ARI is flat at 0.52-0.55 from 0.56 to 0.80, so the class count decides).
 # benchmarks/calibrate_noveltybench.py prints the sweep.
@@ -47,14 +50,23 @@ def short_texts_equivalent(a: str, b: str) -> bool | None:
     return 2 * common >= max(len(words_a), len(words_b))
 
 
+def short_rule_then(backend: Equivalence) -> Equivalence:
+    """`backend`, consulted only when the short-text rule is undecided."""
+    def equivalent(a: str, b: str) -> bool:
+        rule = short_texts_equivalent(a, b)
+        return rule if rule is not None else backend(a, b)
+
+    return equivalent
+
+
 def partition(generations: Sequence[str], equivalent: Equivalence) -> list[int]:
-    """Class index of each generation, classes numbered in order of appearance."""
+    """Class index of each generation, classes numbered in order of appearance. The
+    short-text rule, where it applies, belongs to `equivalent` (see the backends)."""
     representatives: list[str] = []
     labels = []
     for text in generations:
         for k, first in enumerate(representatives):
-            rule = short_texts_equivalent(first, text)
-            if rule if rule is not None else equivalent(first, text):
+            if equivalent(first, text):
                 labels.append(k)
                 break
         else:
@@ -77,17 +89,21 @@ def rouge1_f(a: str, b: str) -> float:
 
 
 def unigram_equivalence(threshold: float = UNIGRAM_THRESHOLD) -> Equivalence:
+    # No short-text rule: the reference's unigram backend compares ROUGE-1 only.
     return lambda a, b: rouge1_f(a, b) > threshold
 
 
 def embedding_equivalence(vectors: dict[str, np.ndarray], threshold: float = EMBEDDING_THRESHOLD) -> Equivalence:
-    """`vectors`: unit embeddings of every generation (embedded once, in batches, beforehand)."""
-    return lambda a, b: float(vectors[a] @ vectors[b]) > threshold
+    """`vectors`: unit embeddings of every generation (embedded once, in batches, beforehand).
+    The short-text rule comes first, as in the classifier backend: EMBEDDING_THRESHOLD was
+    calibrated with it, as a stand-in for the classifier."""
+    return short_rule_then(lambda a, b: float(vectors[a] @ vectors[b]) > threshold)
 
 
 class ClassifierEquivalence:
     """The reference classifier: [CLS] a [SEP] b [SEP], each side cut to 128 tokens,
-    token types 0 then 1; equivalent when P(class 1) > 0.102."""
+    token types 0 then 1; equivalent when P(class 1) > 0.102, unless the short-text rule
+    decides first."""
 
     def __init__(self, name: str = CLASSIFIER_ID, threshold: float = CLASSIFIER_THRESHOLD):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -116,7 +132,9 @@ class ClassifierEquivalence:
         return float(torch.softmax(logits.float(), -1)[1])
 
     def __call__(self, a: str, b: str) -> bool:
-        return self.probability(a, b) > self.threshold
+        # The reference decides two short texts by the short-text rule, without the classifier.
+        rule = short_texts_equivalent(a, b)
+        return rule if rule is not None else self.probability(a, b) > self.threshold
 
 
 def make_equivalence(name: str, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray],

@@ -10,13 +10,13 @@ import brute_force as bf
 from crpo_bench import muce
 from crpo_bench.scoring import Scorer, ScoringConfig
 from crpo_bench.training.cli import main as crpo_train
-from crpo_bench.training.pairs import PairSettings, build_pairs, match_pairs
+from crpo_bench.training.pairs import PairSettings, build_pairs, match_in_order, match_widest
 from crpo_bench.training.scores import score_pairs
 from crpo_bench.training.weights import crpo_weight
 
 
-def row(split, answer, score, item="brick", task="Alternate Uses", language="eng"):
-    return {"Set": split, "TasksNamesFull": task, "Prompt": item, "Response": answer,
+def row(split, answer, score, item="brick", task="Alternate Uses of Objects Task", language="English"):
+    return {"split": split, "TasksNamesFull": task, "Prompt": item, "Response": answer,
             "facsco_grm_scaled": score, "Language": language}
 
 
@@ -25,14 +25,14 @@ def test_match_pairs_hand_worked():
     Candidates by gap: AD 18, FD 18, BD 13, AC 10, FC 10, CD 8, AB 5, FB 5, BC 5 ->
     AD, FD (D full), AC, FC (A, C, F full); B finds no partner left. E is below 20."""
     answers = [("A", 40), ("B", 35), ("C", 30), ("D", 22), ("E", 18), ("F", 40)]
-    pairs = match_pairs(answers, PairSettings(min_score=20, min_score_diff=5, max_matching=2))
+    pairs = match_widest(answers, PairSettings(min_score=20, min_score_diff=5, max_matching=2))
     assert [(answers[c][0], answers[r][0]) for c, r in pairs] == [("A", "D"), ("F", "D"), ("A", "C"), ("F", "C")]
 
 
 def test_match_pairs_properties_against_brute_force():
     answers = [(f"a{i}", s) for i, s in enumerate([10, 45, 21, 33, 33, 29, 50, 26, 38, 20, 41])]
     settings = PairSettings(min_score=20, min_score_diff=6, max_matching=3)
-    pairs = match_pairs(answers, settings)
+    pairs = match_widest(answers, settings)
     allowed = {(c, r) for c in range(len(answers)) for r in range(len(answers))
                if answers[c][1] >= 20 and answers[r][1] >= 20 and answers[c][1] - answers[r][1] >= 6}
     assert set(pairs) <= allowed and len(set(pairs)) == len(pairs)
@@ -58,9 +58,26 @@ def test_build_pairs_splits_groups_duplicates_and_language():
                      ("brick", "doorstop", "paperweight"): (35, 22),
                      ("bottle", "a lantern", "water"): (44, 21)}
     (val,) = splits["val"]
-    assert val["prompt"] == [{"role": "user", "content": muce.instruction("aut", "brick")}]
+    assert val["prompt"] == [{"role": "user", "content": "Come up with an original and creative use for the "
+                                                         "following object: brick"}]
     assert val["chosen"] == [{"role": "assistant", "content": "bookend"}] and val["task"] == "aut"
     assert build_pairs(rows, PairSettings(), max_prompts=1)["train"][0]["item"] == "bottle"  # sorted, whole
+
+
+def test_paper_matching_is_greedy_in_data_order_with_repeats_kept():
+    """The paper's prepare_preference_data: pairs (i, j), i < j, in data order, each answer
+    in at most max_matching pairs, repeated answers separate. Hand-worked with max 2:
+    (0,1) gap 5; (0,2) gap 15 -> 0 full; (0,3) gap 0; (1,2) gap 20 -> 1 and 2 full; (3,4) gap 18;
+    E is below 20."""
+    answers = [("A", 30.0), ("B", 25.0), ("C", 45.0), ("A", 30.0), ("D", 48.0), ("E", 15.0)]
+    pairs = match_in_order(answers, PairSettings(min_score=20, min_score_diff=5, max_matching=2, matching="paper"))
+    assert pairs == [(0, 1), (2, 0), (2, 1), (4, 3)]
+    rows = [row("train", a, s) for a, s in answers]
+    built = build_pairs(rows, PairSettings(max_matching=2, matching="paper"))["train"]
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in built] == [
+        ("A", "B"), ("C", "A"), ("C", "B"), ("D", "A")]
+    with pytest.raises(ValueError, match="matching 'best'"):
+        PairSettings(matching="best")
 
 
 def pair(prompt, chosen, rejected, item=None):
@@ -91,15 +108,15 @@ def test_scores_are_min_max_within_each_prompt(scorer, embedder):
     for raw, dim in ((novelty, "novelty"), (diversity, "diversity")):
         low, high = min(raw), max(raw)
         want = [(v - low) / (high - low) for v in raw]
-        got = [p[f"chosen_{dim}"] for p in scored["train"][:3]]
+        got = [p[f"{dim}_chosen"] for p in scored["train"][:3]]
         assert got == pytest.approx(want, abs=1e-5), dim
-        assert scored["train"][3][f"chosen_{dim}"] == got[0]  # same answer, same score
-        assert scored["train"][4][f"chosen_{dim}"] == 0.0  # degenerate: lowest
-        assert scored["train"][5][f"chosen_{dim}"] == 0.5  # one answer: the no-spread rule
-        assert scored["val"][0][f"chosen_{dim}"] == 0.5
-    assert "rejected_novelty" not in scored["train"][0]
+        assert scored["train"][3][f"{dim}_chosen"] == got[0]  # same answer, same score
+        assert scored["train"][4][f"{dim}_chosen"] == 0.0  # degenerate: lowest
+        assert scored["train"][5][f"{dim}_chosen"] == 0.5  # one answer: the no-spread rule
+        assert scored["val"][0][f"{dim}_chosen"] == 0.5
+    assert "novelty_rejected" not in scored["train"][0]
     degenerate = scored["train"][4]
-    assert crpo_weight({"novelty": degenerate["chosen_novelty"]}, {}, {"novelty": 1.0}) == 0.0
+    assert crpo_weight({"novelty": degenerate["novelty_chosen"]}, {}, {"novelty": 1.0}) == 0.0
 
 
 def test_score_rejected_puts_both_sides_in_the_corpus(scorer, embedder):
@@ -110,8 +127,8 @@ def test_score_rejected_puts_both_sides_in_the_corpus(scorer, embedder):
     vectors = [embedder.encode([t])[0] for t in texts]
     raw = [bf.mean_distance_to_others(vectors, k) for k in range(4)]
     want = [(v - min(raw)) / (max(raw) - min(raw)) for v in raw]
-    got = [scored["train"][0]["chosen_diversity"], scored["train"][0]["rejected_diversity"],
-           scored["train"][1]["chosen_diversity"], scored["train"][1]["rejected_diversity"]]
+    got = [scored["train"][0]["diversity_chosen"], scored["train"][0]["diversity_rejected"],
+           scored["train"][1]["diversity_chosen"], scored["train"][1]["diversity_rejected"]]
     assert got == pytest.approx(want, abs=1e-5)
 
 
@@ -143,7 +160,7 @@ def test_lambda_originality_from_the_score_step_to_the_weight(scorer, tmp_path):
                        metrics=["originality"]).rows
     values = [r["originality"] for r in raw]
     want = [(v - min(values)) / (max(values) - min(values)) for v in values]
-    assert [p["chosen_originality"] for p in scored] == pytest.approx(want, abs=1e-9)
+    assert [p["originality_chosen"] for p in scored] == pytest.approx(want, abs=1e-9)
     config = CrPOConfig(output_dir=str(tmp_path), lambda_originality=2.0, bf16=False, use_cpu=True)
     weighted = add_weights(datasets.Dataset.from_list(scored), config)
     assert weighted[WEIGHT] == pytest.approx([2.0 * w for w in want])

@@ -47,7 +47,7 @@ def test_pairs_and_scores_on_disk(scored_pairs):
     assert len(train) > 100 and set(train["task"]) == {"aut"}
     assert all(c >= r + 5 and r >= 20 for c, r in zip(train["score_chosen"], train["score_rejected"]))
     for dim in ("novelty", "diversity", "surprise"):
-        values = train[f"chosen_{dim}"]
+        values = train[f"{dim}_chosen"]
         assert min(values) == 0.0 and max(values) == 1.0  # min-max within the one prompt
 
 

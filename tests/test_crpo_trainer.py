@@ -30,9 +30,9 @@ def dataset(rejected_scores: bool = True) -> datasets.Dataset:
         row = {"prompt": [{"role": "user", "content": prompt}],
                "chosen": [{"role": "assistant", "content": chosen}],
                "rejected": [{"role": "assistant", "content": rejected}],
-               "chosen_novelty": nov[0], "chosen_diversity": div[0]}
+               "novelty_chosen": nov[0], "diversity_chosen": div[0]}
         if rejected_scores:
-            row.update(rejected_novelty=nov[1], rejected_diversity=div[1])
+            row.update(novelty_rejected=nov[1], diversity_rejected=div[1])
         rows.append(row)
     return datasets.Dataset.from_list(rows)
 
@@ -85,7 +85,7 @@ def test_all_lambdas_zero_is_plain_dpo(tmp_path, tiny_lm_folder, tiny_tokenizer)
 
 def test_unit_weights_through_the_hook_change_nothing(tmp_path, tiny_lm_folder, tiny_tokenizer):
     """Weights active but all 1 (chosen 1, rejected 0): the gradient hook runs and must be exact."""
-    data = dataset().map(lambda r: {"chosen_novelty": 1.0, "rejected_novelty": 0.0})
+    data = dataset().map(lambda r: {"novelty_chosen": 1.0, "novelty_rejected": 0.0})
     vanilla = make(DPOTrainer, DPOConfig(**settings(tmp_path)), tiny_lm_folder, tiny_tokenizer)
     config = CrPOConfig(**settings(tmp_path), lambda_novelty=1.0)
     from transformers import LlamaForCausalLM
@@ -157,7 +157,7 @@ def test_refusals(tmp_path, tiny_lm_folder, tiny_tokenizer):
     with pytest.raises(ValueError, match="lambda_quality must be at least 0"):
         CrPOConfig(**settings(tmp_path), lambda_quality=-1.0)
     config = CrPOConfig(**settings(tmp_path), lambda_quality=1.0)
-    with pytest.raises(ValueError, match=r"lambda_quality > 0 needs column\(s\) \['chosen_quality'\]"):
+    with pytest.raises(ValueError, match=r"lambda_quality > 0 needs column\(s\) \['quality_chosen'\]"):
         make(CrPOTrainer, config, tiny_lm_folder, tiny_tokenizer)
 
 
@@ -264,3 +264,28 @@ def test_two_process_ddp_gives_the_single_process_update(tmp_path, tiny_lm_folde
     whole = {n: p.detach() - before[n] for n, p in trainer.model.named_parameters()}
     assert max(v.abs().max().item() for v in whole.values()) > 0
     assert max_relative_error(ddp, whole) <= 1e-6
+
+
+def test_the_papers_published_pair_format_trains_unchanged(tmp_path, tiny_lm_folder, tiny_tokenizer):
+    """The paper's scored pair datasets: no prompt column (the user turn sits inside chosen and
+    rejected), `<dim>_chosen` columns only (a missing rejected score counts as 0), and the
+    mult configs' key spelled `cpo_strategy`. The gradient is that of the weighted mean."""
+    from transformers import LlamaForCausalLM
+
+    rows = [{"chosen": [{"role": "user", "content": p}, {"role": "assistant", "content": c}],
+             "rejected": [{"role": "user", "content": p}, {"role": "assistant", "content": r}],
+             "score_chosen": 40.0, "score_rejected": 25.0, "task": "Poems",
+             "novelty_chosen": n[0], "diversity_chosen": d[0]}
+            for (p, c, r), n, d in zip(PAIRS, NOVELTY, DIVERSITY)]
+    paper = datasets.Dataset.from_list(rows)
+    weights = [1.0 * n[0] * 0.5 * d[0] for n, d in zip(NOVELTY, DIVERSITY)]  # mult, rejected = 0
+    vanilla = make(DPOTrainer, DPOConfig(**settings(tmp_path)), tiny_lm_folder, tiny_tokenizer)
+    per_pair = [loss_and_grads(vanilla, [i]) for i in range(len(PAIRS))]
+    want = {n: sum(w * g[n] for w, (_, g) in zip(weights, per_pair)) / len(PAIRS) for n in per_pair[0][1]}
+
+    config = CrPOConfig(**settings(tmp_path), lambda_novelty=1.0, lambda_diversity=0.5, cpo_strategy="mult")
+    assert config.crpo_strategy == "mult"
+    crpo = CrPOTrainer(LlamaForCausalLM.from_pretrained(tiny_lm_folder, dtype=torch.float64), args=config,
+                       train_dataset=paper, processing_class=tiny_tokenizer)
+    _, grads = loss_and_grads(crpo, list(range(len(PAIRS))))
+    assert max_relative_error(grads, want) <= 1e-5

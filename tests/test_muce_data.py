@@ -51,9 +51,10 @@ def test_ocsai_lines_become_muce_rows(tmp_path):
         '{"prompt": "DT Completion Prompt:My friend called me\\nResponse:to say hi\\nScore:\\n", "completion": "22"}\n'
     )
     rows = muce.read_ocsai(src, "heldout_item")
-    assert rows[0] == {"TasksNamesFull": "Alternate Uses", "Prompt": "brick", "Response": "seat around a campfire",
-                       "facsco_grm_scaled": 17.0, "RatingLabel": 17.0, "Language": "eng", "Set": "heldout_item"}
-    assert rows[1]["Response"] == "a boat\nfor a mouse" and rows[1]["TasksNamesFull"] == "Alternate Uses"
+    assert rows[0] == {"TasksNamesFull": "Alternate Uses of Objects Task", "Dataset": "ocsai", "Prompt": "brick",
+                       "Response": "seat around a campfire", "facsco_grm_scaled": 17.0, "RatingLabel": 17.0,
+                       "Language": "English", "TaskType": "text", "Set": "heldout_item", "split": "heldout_item"}
+    assert rows[1]["Response"] == "a boat\nfor a mouse" and rows[1]["TasksNamesFull"] == "Alternate Uses of Objects Task"
     assert muce.task_slug(rows[2]["TasksNamesFull"]) == "sentence_completion"
 
 
@@ -80,8 +81,8 @@ def test_real_ocsai_files_parse(shared_data):
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
 def test_local_files_in_three_formats_load_the_same_rows(tmp_path, suffix):
     rows = muce.load_rows(str(write(tmp_path / f"muce{suffix}", ROWS)), splits=muce.HELDOUT_SPLITS)
-    assert [(r["Prompt"], r["Set"]) for r in rows] == [(r["Prompt"], r["Set"]) for r in ROWS
-                                                       if r["Set"] in muce.HELDOUT_SPLITS]
+    assert [(r["Prompt"], r["split"]) for r in rows] == [(r["Prompt"], r["Set"]) for r in ROWS
+                                                         if r["Set"] in muce.HELDOUT_SPLITS]
 
 
 def test_local_file_missing_a_column_is_named(tmp_path):
@@ -93,39 +94,36 @@ def test_local_file_missing_a_column_is_named(tmp_path):
 def test_task_documents_are_unique_english_heldout_prompts(tmp_path):
     path = write(tmp_path / "m.jsonl", ROWS)
     docs = lmeval.muce_dataset(muce_task="aut", task_name="muce_aut", muce_data=str(path))["test"]
-    # "brick" twice (one with a trailing space) is one prompt; German, train and poems are out
+    # "brick" twice (one with a trailing space) is one full prompt; German, train and poems are out
     assert docs["item"] == ["brick", "shoe"]
-    assert docs["prompt"][0] == "Come up with an original and creative use for the following object: brick."
+    assert docs["prompt"][0] == "Come up with an original and creative use for the following object: brick"
     assert set(docs["task"]) == {"muce_aut"}
-    with pytest.raises(ValueError, match="no English held-out prompts of MuCE task 'essays'"):
+    with pytest.raises(ValueError, match=r"no English held-out prompts \(heldout_item, heldout_task\) of MuCE task "
+                                         "'Essays'"):
         lmeval.muce_dataset(muce_task="essays", task_name="muce_essays", muce_data=str(path))
 
 
-@pytest.mark.parametrize("task", sorted(muce.INSTRUCTIONS))
-def test_every_instruction_renders_whole(task):
-    text = muce.instruction(task, "  a red umbrella ")
-    assert "a red umbrella" in text and "{" not in text and "}" not in text and "  " not in text
-    assert text.startswith(("Come up", "Write", "Complete", "Ask", "Propose", "Design", "Give"))
-
-
-def test_every_task_has_its_yaml_and_the_four_decoding_variants():
+def test_every_task_type_has_a_plain_and_a_pooled_yaml():
     from lm_eval.tasks._yaml_loader import load_yaml
 
     folder = Path(lmeval.__file__).parent / "tasks" / "muce"
     if not folder.is_dir():
         folder = Path(__file__).resolve().parents[1] / "tasks" / "muce"
-    settings = {"": {"temperature": 0.7, "top_p": 0.95}, "_t09p99": {"temperature": 0.9, "top_p": 0.99},
-                "_t07k50": {"temperature": 0.7, "top_k": 50}, "_t08p97": {"temperature": 0.8, "top_p": 0.97}}
-    for task in muce.INSTRUCTIONS:
-        for suffix, decoding in settings.items():
+    base = load_yaml(folder / "_muce_template.yaml", resolve_func=False)
+    pooled = load_yaml(folder / "_muce_16_template.yaml", resolve_func=False)
+    assert {k: base["generation_kwargs"][k] for k in ("temperature", "top_p", "top_k", "seed", "max_gen_toks")} == {
+        "temperature": 0.7, "top_p": 0.95, "top_k": 0, "seed": None, "max_gen_toks": 1024}
+    assert [(d["temperature"], d["top_p"], d["top_k"]) for d in pooled["metadata"]["decoding"]] == [
+        (0.7, 0.95, 0), (0.9, 0.99, 0), (0.7, 1.0, 50), (0.8, 0.97, 0)]
+    assert pooled["metadata"]["corpus"] == "prompt"
+    for task in muce.TASK_NAMES:
+        for suffix in ("", "_16"):
             config = load_yaml(folder / f"muce_{task}{suffix}.yaml", resolve_func=False)
             assert config["task"] == f"muce_{task}{suffix}"
             assert config["dataset_kwargs"] == {"muce_task": task, "task_name": f"muce_{task}{suffix}"}
-            gen = config["generation_kwargs"]
-            assert gen["do_sample"] is True and gen["seed"] is None
-            assert {k: gen[k] for k in decoding} == decoding
-            assert not ({"top_p", "top_k"} - set(decoding)) & set(gen)  # no leftover from another setting
-            assert config["repeats"] == 4 and config["filter_list"][0]["filter"][0]["k"] == 4
+            assert ("class" in config) == (suffix == "_16")
+    paper = load_yaml(folder / "_muce_paper.yaml", resolve_func=False)
+    assert paper["task"] == [f"muce_{t}_16" for t in muce.PAPER_TASKS]
 
 
 def test_muce_any_takes_its_task_type_from_metadata(tmp_path):
@@ -133,5 +131,7 @@ def test_muce_any_takes_its_task_type_from_metadata(tmp_path):
     docs = lmeval.muce_dataset(task_name="muce_any", muce_task="poems", muce_data=str(path))["test"]
     assert docs["item"] == ["rain"]
     assert docs["prompt"] == ["Come up with an original and creative poem about the following concept: rain."]
+    with pytest.raises(ValueError, match="unknown MuCE task 'humor'"):
+        lmeval.muce_dataset(task_name="muce_any", muce_task="humor", muce_data=str(path))
     with pytest.raises(ValueError, match="muce_any: say which MuCE task type"):
         lmeval.muce_dataset(task_name="muce_any", muce_data=str(path))

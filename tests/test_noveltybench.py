@@ -35,8 +35,28 @@ def test_partition_is_greedy_in_order_against_class_representatives():
     assert calls == [("x1", "y1"), ("x1", "z1"), ("y1", "z1")]
 
 
-def test_short_rule_comes_before_the_backend():
-    assert nb.partition(["Paris", "paris", "Rome"], lambda a, b: True) == [0, 0, 1]
+def test_partition_leaves_the_short_text_rule_to_the_backend():
+    assert nb.partition(["Paris", "paris", "Rome"], lambda a, b: True) == [0, 0, 0]
+    assert nb.partition(["Paris", "paris", "Rome"], nb.short_rule_then(lambda a, b: True)) == [0, 0, 1]
+
+
+def test_unigram_backend_has_no_short_text_rule_as_in_the_reference():
+    # whitespace words "blue." and "blue" differ (rule: not equivalent); ROUGE-1 tokens agree (F = 1)
+    assert nb.short_texts_equivalent("Blue.", "blue") is False
+    assert nb.unigram_equivalence()("Blue.", "blue") is True
+    assert nb.partition(["Blue", "Blue.", "blue!"], nb.unigram_equivalence()) == [0, 0, 0]
+
+
+def test_embedding_backend_applies_the_short_text_rule_first():
+    import numpy as np
+
+    same, other = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    vectors = {"Blue.": same, "blue": same, "Red": other, "red": other}
+    equivalent = nb.embedding_equivalence(vectors, threshold=0.5)
+    assert equivalent("Blue.", "blue") is False  # cosine 1, but the rule decides: no common word
+    assert equivalent("Red", "red") is True
+    assert nb.make_equivalence("embedding", ["Blue.", "blue"], lambda texts: np.stack([same] * len(texts)))(
+        "Blue.", "blue") is False
 
 
 def test_unigram_backend_uses_rouge1_f():
@@ -51,9 +71,11 @@ def test_unigram_backend_uses_rouge1_f():
 def test_embedding_backend_thresholds_cosine():
     import numpy as np
 
-    vectors = {"a": np.array([1.0, 0.0]), "b": np.array([0.8, 0.6]), "c": np.array([0.6, 0.8])}
+    # texts of 6 words, so the short-text rule stays out
+    a, b, c = ("one two three four five " + w for w in ("six", "seven", "eight"))
+    vectors = {a: np.array([1.0, 0.0]), b: np.array([0.8, 0.6]), c: np.array([0.6, 0.8])}
     equivalent = nb.embedding_equivalence(vectors, threshold=0.7)
-    assert equivalent("a", "b") is True and equivalent("a", "c") is False  # cos 0.8, 0.6
+    assert equivalent(a, b) is True and equivalent(a, c) is False  # cos 0.8, 0.6
 
 
 def test_classifier_backend_input_format_and_threshold(tmp_path):
@@ -84,6 +106,11 @@ def test_classifier_backend_input_format_and_threshold(tmp_path):
     assert clf(long_a, "b c") is True
     clf.threshold = p + 1e-6
     assert clf(long_a, "b c") is False
+    # two short texts: the short-text rule decides, the classifier is not asked
+    clf.threshold = 2.0
+    assert clf("b c", "c b") is True
+    clf.threshold = -1.0
+    assert clf("b", "c") is False
 
 
 def test_rating_thresholds():
@@ -136,9 +163,10 @@ def test_noveltybench_command_writes_every_file(tmp_path, tiny_reward_folder, ca
     assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram",
                  "--reward-model", str(tiny_reward_folder)]) == 0
     partitions = [json.loads(x) for x in (tmp_path / "run" / "partitions.jsonl").read_text().splitlines()]
-    # colors: short-text rule, case-insensitive words, "Blue." vs "Blue" differ by punctuation
-    assert partitions[0]["partition"] == [0, 0, 1, 2, 0, 3, 4, 0, 5, 2]
-    assert partitions[0]["num_classes"] == 6 and partitions[0]["distinct"] == 5
+    # colors: unigram has no short-text rule; ROUGE-1 tokens are lowercased and drop punctuation,
+    # so "Blue." joins "Blue"
+    assert partitions[0]["partition"] == [0, 0, 1, 2, 0, 1, 3, 0, 4, 2]
+    assert partitions[0]["num_classes"] == 5 and partitions[0]["distinct"] == 4
     assert partitions[1]["partition"] == [0, 0, 1, 2, 2, 2, 2, 2, 2, 2]
     scores = [json.loads(x) for x in (tmp_path / "run" / "scores.jsonl").read_text().splitlines()]
     for row, part in zip(scores, partitions):
@@ -149,16 +177,17 @@ def test_noveltybench_command_writes_every_file(tmp_path, tiny_reward_folder, ca
         assert [s > 0 for s in row["generation_scores"]] == [
             part["partition"][i] not in part["partition"][:i] for i in range(10)]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["distinct"] == pytest.approx(4.5) and summary["num_prompts"] == 2
-    assert summary["utility"] == pytest.approx((scores[0]["utility"] + scores[1]["utility"]) / 2)
-    assert json.loads(capsys.readouterr().out.splitlines()[-1])["distinct"] == pytest.approx(4.5)
+    assert summary["mean_distinct"] == pytest.approx(4.0) and summary["num_prompts"] == 2
+    assert summary["mean_utility"] == pytest.approx((scores[0]["utility"] + scores[1]["utility"]) / 2)
+    assert summary["distinct"] == summary["mean_distinct"] and summary["utility"] == summary["mean_utility"]
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["mean_distinct"] == pytest.approx(4.0)
 
 
 def test_without_reward_model_utility_is_unavailable_not_a_number(tmp_path):
     write_generations(tmp_path / "run", GENS[:1])
     assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["utility"] is None and "no reward model" in summary["utility_unavailable"]
+    assert summary["mean_utility"] is None and "no reward model" in summary["utility_unavailable"]
     row = json.loads((tmp_path / "run" / "scores.jsonl").read_text())
     assert row["utility"] is None and row["generation_scores"] is None
 
@@ -201,3 +230,72 @@ def test_malformed_line_is_named(tmp_path, capsys):
     (tmp_path / "run" / "generations.jsonl").write_text('{"id": "a", "prompt": \n')
     assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 2
     assert "generations.jsonl:1: malformed JSON" in capsys.readouterr().err
+
+
+def reward_for(rating: int) -> float:
+    """A raw reward that maps to `rating` (bisect_left: a threshold itself stays below it)."""
+    t = nb.REWARD_THRESHOLDS
+    return t[rating - 1] if rating <= len(t) else t[-1] + 1.0
+
+
+def test_summary_matches_the_reference_formulas_on_the_reference_gemini_files(tmp_path, shared_data, monkeypatch):
+    """The reference's own partitions (its classifier's) of Gemini-1.5-pro's generations go through
+    the command as a finished partitions.jsonl; the reward model is replaced by rewards that give
+    each class's first member the reference's rating (the others get arbitrary ratings, which must
+    not count). summary.json must hold the reference summary's mean_distinct and mean_utility."""
+    from types import SimpleNamespace
+
+    from crpo_bench import scoring
+
+    ref = [json.loads(line) for line in
+           (shared_data / "noveltybench" / "gemini-1.5-pro-curated-calibration.jsonl").open()]
+    ratings = {}
+    for row in ref:
+        labels = row["partition"]
+        ratings[tuple(row["generations"])] = [
+            score if labels[i] not in labels[:i] else 1 + (3 * i + 7) % 10
+            for i, score in enumerate(row["generation_scores"])]
+
+    def fake_score(self, responses, corpus_ids=None, prompts=None, metrics=None, **_):
+        # no models: rewards from the table above, and novelty/diversity are not under test here
+        if metrics == ["quality"]:
+            return SimpleNamespace(rows=[{"quality": reward_for(r)} for r in ratings[tuple(responses)]])
+        return SimpleNamespace(rows=[{"novelty": 0.0, "diversity": 0.0} for _ in responses])
+
+    monkeypatch.setattr(scoring.Scorer, "score", fake_score)
+    run = tmp_path / "run"
+    write_generations(run, [{"id": r["id"], "prompt": r["prompt"], "generations": r["generations"]} for r in ref])
+    fields = ("id", "prompt", "model", "generations", "partition", "distinct")  # as the reference partition step writes
+    (run / "partitions.jsonl").write_text("".join(json.dumps({k: r[k] for k in fields}) + "\n" for r in ref))
+    # classifier, as the reference; never loaded, since every prompt is already partitioned
+    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "classifier",
+                 "--reward-model", "stub-reward-model"]) == 0
+
+    # brute force, by the reference's formulas
+    classes, utilities = [], []
+    for r in ref:
+        classes.append(len(set(r["partition"])))
+        seen, num, den = set(), 0.0, 0.0
+        for i, (label, rating) in enumerate(zip(r["partition"], ratings[tuple(r["generations"])])):
+            num += 0.8 ** i * (0 if label in seen else rating)
+            den += 0.8 ** i
+            seen.add(label)
+        utilities.append(num / den)
+        assert abs(num / den - r["utility"]) < 1e-9  # the reference's own per-prompt utility
+    mean_distinct, mean_utility = sum(classes) / len(ref), sum(utilities) / len(ref)
+    assert abs(mean_distinct - 1.80) < 1e-9  # the figure in the data README
+
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["num_prompts"] == 50
+    assert abs(summary["mean_distinct"] - mean_distinct) < 1e-9
+    assert abs(summary["mean_utility"] - mean_utility) < 1e-9
+    # the reference summary's own expressions over the reference's stored fields
+    assert abs(summary["mean_distinct"] - sum(len(r["partition_scores"]) for r in ref) / len(ref)) < 1e-9
+    assert abs(summary["mean_utility"] - sum(r["utility"] for r in ref) / len(ref)) < 1e-9
+    ours = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in ours] == [r["id"] for r in ref]
+    for mine, theirs in zip(ours, ref):
+        assert mine["partition"] == theirs["partition"]
+        assert mine["generation_scores"] == theirs["generation_scores"]
+        assert mine["partition_scores"] == theirs["partition_scores"]
+        assert abs(mine["utility"] - theirs["utility"]) < 1e-9

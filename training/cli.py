@@ -21,13 +21,18 @@ def data_parser() -> argparse.ArgumentParser:
 
     pairs = verbs.add_parser("pairs", help="human-rated answers -> preference pairs (TRL conversational format)")
     pairs.add_argument("--data", action="append", required=True, metavar="[SPLIT=]SOURCE",
-                       help="'hub' (MuCE), a MuCE-schema JSONL/CSV/parquet (split from its Set column), or an "
-                            "ocsai JSONL; SPLIT= names the split of an ocsai file (default train). Repeatable.")
+                       help="'hub' (MuCE: every split), a MuCE file or folder in the raw or processed layout (split "
+                            "from Set: Training->train, Validation->val, ...), or an ocsai JSONL; SPLIT= names the "
+                            "split of an ocsai file (default train). Repeatable.")
     pairs.add_argument("--out", required=True, help="folder for the datasets DatasetDict")
     pairs.add_argument("--min-score", type=float, default=20.0, help="both answers scored at least this (20)")
     pairs.add_argument("--min-score-diff", type=float, default=5.0, help="chosen beats rejected by this (5)")
     pairs.add_argument("--max-matching", type=int, default=10, help="pairs one answer may join (10)")
-    pairs.add_argument("--tasks", nargs="+", help="only these task slugs (aut, instances, ...)")
+    pairs.add_argument("--matching", choices=("widest", "paper"), default="widest",
+                       help="widest: repeated answers merged, widest score gap first (default); paper: the paper's "
+                            "greedy matching in data order, repeats kept")
+    pairs.add_argument("--config", help="configuration of the hub dataset (--data hub), e.g. full_agreement")
+    pairs.add_argument("--tasks", nargs="+", help="only these task types (slugs such as aut, instances, or full names)")
     pairs.add_argument("--max-prompts", type=int, help="keep only the first N prompts of each split and task "
                                                            "(whole, so per-prompt scores are unchanged)")
     pairs.add_argument("--push-to-hub", metavar="REPO_ID", help="also push the dataset to the hub")
@@ -46,15 +51,15 @@ def data_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_sources(specs: list[str]) -> list[dict]:
+def read_sources(specs: list[str], config: str | None = None) -> list[dict]:
     from crpo_bench import muce
 
     rows = []
     for spec in specs:
         split, _, source = spec.rpartition("=") if "=" in spec else ("train", "", spec)
-        if source != "hub" and not Path(source).is_file():
+        if source != "hub" and not Path(source).exists():
             raise FileNotFoundError(f"--data {spec}: {source} does not exist")
-        rows += muce.read_rated(source, split or "train")
+        rows += muce.read_rated(source, split or "train", config=config)
     return rows
 
 
@@ -74,8 +79,8 @@ def save_dataset(splits: dict[str, list[dict]], out: str, push_to_hub: str | Non
 def run_pairs(args) -> int:
     from .pairs import PairSettings, build_pairs
 
-    settings = PairSettings(args.min_score, args.min_score_diff, args.max_matching)
-    splits = build_pairs(read_sources(args.data), settings, set(args.tasks) if args.tasks else None,
+    settings = PairSettings(args.min_score, args.min_score_diff, args.max_matching, args.matching)
+    splits = build_pairs(read_sources(args.data, args.config), settings, set(args.tasks) if args.tasks else None,
                          args.max_prompts)
     if not splits:
         raise ValueError("no pairs: no group has two answers that pass --min-score and --min-score-diff")
@@ -107,7 +112,7 @@ def run_score(args) -> int:
     scored = score_pairs({split: list(data[split]) for split in data}, scorer, dimensions, args.score_rejected)
     save_dataset(scored, args.out, args.push_to_hub)
     for split, pairs in sorted(scored.items()):
-        means = ", ".join(f"{d} {sum(p[f'chosen_{d}'] for p in pairs) / len(pairs):.3f}" for d in dimensions)
+        means = ", ".join(f"{d} {sum(p[f'{d}_chosen'] for p in pairs) / len(pairs):.3f}" for d in dimensions)
         print(f"{split}: {len(pairs)} pairs; mean normalised chosen score: {means}")
     print(f"wrote {args.out}")
     return 0

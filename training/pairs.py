@@ -1,23 +1,30 @@
 """Human-rated responses -> preference pairs in TRL's conversational format.
 
-Within one (split, task, prompt) group, a pair is two different answers whose human
-scores are both at least `min_score` and differ by at least `min_score_diff`; the
-higher-scored one is chosen. Each answer joins at most `max_matching` pairs.
+Answers are grouped as the paper groups them: per split, task and full prompt (the
+instruction a model sees, crpo_bench.muce_prompts). Within a group, a pair is two answers
+whose human scores are both at least `min_score` and differ by at least
+`min_score_diff`; the higher-scored one is chosen. Each answer joins at most
+`max_matching` pairs. Two ways to take pairs under that cap:
 
-Pairs are taken widest gap first (best answer against worst), so a small
-`max_matching` keeps the clearest preferences. Ties are broken by the data's order, so
-the same input always gives the same pairs.
+- `widest` (default): an answer given several times keeps its mean score, and pairs are
+  taken widest gap first (best answer against worst), so a small `max_matching` keeps the
+  clearest preferences. Ties keep the data's order.
+- `paper`: the paper's code (`prepare_preference_data`): repeated answers stay separate,
+  and pairs (i, j), i < j, are taken greedily in data order.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from itertools import product
+from itertools import combinations, product
 
 from crpo_bench import muce
 
 SCORE = "facsco_grm_scaled"  # MuCE's human score, 10-50
+
+
+MATCHINGS = ("widest", "paper")
 
 
 @dataclass(frozen=True)
@@ -25,38 +32,69 @@ class PairSettings:
     min_score: float = 20.0
     min_score_diff: float = 5.0
     max_matching: int = 10  # the paper's datasets use 10 (min score difference 5)
+    matching: str = "widest"
 
     def __post_init__(self):
         if self.max_matching < 1:
             raise ValueError(f"max_matching must be at least 1, got {self.max_matching}")
         if self.min_score_diff <= 0:
             raise ValueError(f"min_score_diff must be positive (a pair needs a preference), got {self.min_score_diff}")
+        if self.matching not in MATCHINGS:
+            raise ValueError(f"matching {self.matching!r}: choose one of {MATCHINGS}")
 
 
-def rated_answers(rows: list[dict]) -> dict[tuple[str, str, str], list[tuple[str, float]]]:
-    """(split, task slug, item) -> [(answer, score)] in data order; an answer given several
-    times in one group keeps the mean of its scores. Non-English rows are left out."""
-    scores: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+def rated_answers(rows: list[dict]) -> dict[tuple[str, str, str], list[tuple[str, float, str]]]:
+    """(split, task slug, full prompt) -> [(answer, score, item)] in data order, repeats kept.
+    Non-English rows and rows the paper excludes (no full prompt) are left out."""
+    groups: dict[tuple, list] = defaultdict(list)
     for row in rows:
         if not muce.is_english(row.get("Language")):
             continue
-        key = (str(row["Set"]), muce.task_slug(str(row["TasksNamesFull"])), str(row["Prompt"]).strip())
-        scores[key][str(row["Response"]).strip()].append(float(row[SCORE]))
-    return {key: [(answer, sum(s) / len(s)) for answer, s in answers.items()] for key, answers in scores.items()}
+        full = muce.row_full_prompt(row)
+        if full is None:
+            continue
+        key = (row["split"], muce.task_slug(row["TasksNamesFull"]), full)
+        groups[key].append((str(row["Response"]).strip(), float(row[SCORE]), str(row["Prompt"]).strip()))
+    return dict(groups)
 
 
-def match_pairs(answers: list[tuple[str, float]], settings: PairSettings) -> list[tuple[int, int]]:
-    """(chosen index, rejected index) pairs of one group."""
-    eligible = [i for i, (_, score) in enumerate(answers) if score >= settings.min_score]
+def merge_repeats(answers: list[tuple[str, float, str]]) -> list[tuple[str, float, str]]:
+    """One entry per distinct answer, with the mean of its scores, in first-seen order."""
+    scores: dict[str, list[float]] = defaultdict(list)
+    item = {}
+    for answer, score, it in answers:
+        scores[answer].append(score)
+        item.setdefault(answer, it)
+    return [(answer, sum(s) / len(s), item[answer]) for answer, s in scores.items()]
+
+
+def match_widest(answers: list[tuple], settings: PairSettings) -> list[tuple[int, int]]:
+    """(chosen index, rejected index) pairs of one group, widest score gap first."""
+    eligible = [i for i, a in enumerate(answers) if a[1] >= settings.min_score]
     best_first = sorted(eligible, key=lambda i: -answers[i][1])  # sorted() is stable: ties keep data order
     worst_first = sorted(eligible, key=lambda i: answers[i][1])
     candidates = [(c, r) for c, r in product(best_first, worst_first)
                   if answers[c][1] - answers[r][1] >= settings.min_score_diff]
     candidates.sort(key=lambda cr: -(answers[cr[0]][1] - answers[cr[1]][1]))  # widest gap first
-    used = [0] * len(answers)
+    return _take(candidates, len(answers), settings.max_matching)
+
+
+def match_in_order(answers: list[tuple], settings: PairSettings) -> list[tuple[int, int]]:
+    """The paper's greedy matching: pairs (i, j), i < j, in data order."""
+    candidates = []
+    for i, j in combinations(range(len(answers)), 2):
+        si, sj = answers[i][1], answers[j][1]
+        if min(si, sj) >= settings.min_score and abs(si - sj) >= settings.min_score_diff:
+            candidates.append((i, j) if si > sj else (j, i))
+    return _take(candidates, len(answers), settings.max_matching)
+
+
+def _take(candidates: list[tuple[int, int]], n: int, max_matching: int) -> list[tuple[int, int]]:
+    """Candidates in order, each answer in at most `max_matching` pairs."""
+    used = [0] * n
     pairs = []
     for c, r in candidates:
-        if used[c] < settings.max_matching and used[r] < settings.max_matching:
+        if used[c] < max_matching and used[r] < max_matching:
             pairs.append((c, r))
             used[c] += 1
             used[r] += 1
@@ -69,12 +107,18 @@ def build_pairs(rows: list[dict], settings: PairSettings, tasks: set[str] | None
     `max_prompts` keeps the first prompts (sorted) of each split and task, whole."""
     splits: dict[str, list[dict]] = defaultdict(list)
     taken: dict[tuple[str, str], int] = defaultdict(int)
-    for (split, task, item), answers in sorted(rated_answers(rows).items()):
+    tasks = {muce.task_slug(t) for t in tasks} if tasks else None
+    for (split, task, full), answers in sorted(rated_answers(rows).items()):
         if (tasks and task not in tasks) or (max_prompts is not None and taken[split, task] >= max_prompts):
             continue
         taken[split, task] += 1
-        prompt = [{"role": "user", "content": muce.instruction(task, item)}]
-        for c, r in match_pairs(answers, settings):
+        if settings.matching == "widest":
+            answers = merge_repeats(answers)
+            matched = match_widest(answers, settings)
+        else:
+            matched = match_in_order(answers, settings)
+        prompt = [{"role": "user", "content": full}]
+        for c, r in matched:
             splits[split].append({
                 "prompt": prompt,
                 "chosen": [{"role": "assistant", "content": answers[c][0]}],
@@ -82,6 +126,6 @@ def build_pairs(rows: list[dict], settings: PairSettings, tasks: set[str] | None
                 "score_chosen": answers[c][1],
                 "score_rejected": answers[r][1],
                 "task": task,
-                "item": item,
+                "item": answers[c][2],
             })
     return dict(splits)

@@ -87,10 +87,13 @@ def sft_examples(pairs, min_score: float):
     seen, rows = set(), []
     for pair in pairs:
         for side in ("chosen", "rejected"):
-            key = (pair["prompt"][0]["content"], pair[side][0]["content"])
+            # an explicit prompt, or (the paper's published pairs) the turns before the answer
+            prompt = pair["prompt"] if pair.get("prompt") else pair[side][:-1]
+            completion = pair[side][-1:]
+            key = (prompt[-1]["content"], completion[0]["content"])
             if pair[f"score_{side}"] >= min_score and key not in seen:
                 seen.add(key)
-                rows.append({"prompt": pair["prompt"], "completion": pair[side]})
+                rows.append({"prompt": prompt, "completion": completion})
     if not rows:
         raise ValueError(f"no answer has a score of at least {min_score} (sft_min_score)")
     return datasets.Dataset.from_list(rows)

@@ -14,6 +14,9 @@ a prompt 0 for novelty and diversity but 0.5 for surprise and quality.)
 Degenerate answers (empty, no words, one unique word) are left out of the min and max
 and get 0 on every dimension, so a degenerate chosen answer never earns a positive
 CrPO weight.
+
+Columns carry the paper's names, `<dim>_chosen` and `<dim>_rejected`, so datasets
+written here and the paper's published pair datasets train the same way.
 """
 
 from __future__ import annotations
@@ -40,16 +43,24 @@ def min_max(values: list[float | None]) -> list[float]:
 
 
 def _prompt_key(pair: dict) -> str:
-    return "\n".join(m["content"] for m in pair["prompt"]) if isinstance(pair["prompt"], list) else pair["prompt"]
+    """The prompt of a pair, explicit or (the paper's published pairs) the chosen
+    conversation's turns before the answer."""
+    prompt = pair["prompt"] if "prompt" in pair else pair["chosen"][:-1]
+    return "\n".join(m["content"] for m in prompt) if isinstance(prompt, list) else prompt
 
 
 def _answer(message) -> str:
     return message[-1]["content"] if isinstance(message, list) else message
 
 
+def score_column(dimension: str, side: str) -> str:
+    """The paper's column name of a normalised score: `novelty_chosen`, `quality_rejected`."""
+    return f"{dimension}_{side}"
+
+
 def score_pairs(splits: dict[str, list[dict]], scorer: Scorer, dimensions=DIMENSIONS,
                 score_rejected: bool = False) -> dict[str, list[dict]]:
-    """Return copies of the pair records with `chosen_<dim>` (and `rejected_<dim>`) columns."""
+    """Return copies of the pair records with `<dim>_chosen` (and `<dim>_rejected`) columns."""
     sides = ("chosen", "rejected") if score_rejected else ("chosen",)
     # 1. the unique answers of each (split, prompt) corpus, and a pair that names its item and task
     corpora: dict[tuple, dict[str, None]] = defaultdict(dict)
@@ -91,7 +102,7 @@ def score_pairs(splits: dict[str, list[dict]], scorer: Scorer, dimensions=DIMENS
             record = dict(pair)
             for side in sides:
                 scores = normalised[((split, _prompt_key(pair)), _answer(pair[side]))]
-                record.update({f"{side}_{dim}": scores[dim] for dim in dimensions})
+                record.update({score_column(dim, side): scores[dim] for dim in dimensions})
             out[split].append(record)
     return out
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from trl import DPOConfig, DPOTrainer
 
-from .scores import DIMENSIONS
+from .scores import DIMENSIONS, score_column
 from .weights import STRATEGIES, crpo_weight
 
 WEIGHT = "crpo_weight"
@@ -44,9 +44,14 @@ class CrPOConfig(DPOConfig):
     crpo_strategy: str = field(default="add", metadata={
         "help": "How per-dimension gains combine into one weight: 'add' (weighted sum) or 'mult' (product).",
         "choices": list(STRATEGIES)})
+    cpo_strategy: str | None = field(default=None, metadata={
+        "help": "The paper's configs' spelling of crpo_strategy; where given, it wins.",
+        "choices": [*STRATEGIES, None]})
 
     def __post_init__(self):
         super().__post_init__()
+        if self.cpo_strategy is not None:
+            self.crpo_strategy = self.cpo_strategy
         if self.crpo_strategy not in STRATEGIES:
             raise ValueError(f"crpo_strategy {self.crpo_strategy!r}: choose one of {STRATEGIES}")
         negative = [f"lambda_{k}" for k, v in self.lambdas.items() if v < 0]
@@ -66,17 +71,31 @@ class CrPOConfig(DPOConfig):
         return any(v > 0 for v in self.lambdas.values())
 
 
+def score_columns(dataset, dim: str) -> tuple[str | None, str | None]:
+    """The chosen and rejected score columns of a dimension: the paper's names
+    (`novelty_chosen`), else crpo-bench 0.1's (`chosen_novelty`); None where absent."""
+    names = dataset.column_names
+    for chosen, rejected in ((score_column(dim, "chosen"), score_column(dim, "rejected")),
+                             (f"chosen_{dim}", f"rejected_{dim}")):
+        if chosen in names:
+            return chosen, rejected if rejected in names else None
+    return None, None
+
+
 def add_weights(dataset, args: CrPOConfig, name: str = "train"):
-    """The dataset with the `crpo_weight` column and one gain column per active dimension."""
+    """The dataset with the `crpo_weight` column and one gain column per active dimension.
+    A missing rejected score counts as 0, as in the paper."""
     active = [dim for dim, lam in args.lambdas.items() if lam > 0]
-    missing = [f"chosen_{dim}" for dim in active if f"chosen_{dim}" not in dataset.column_names]
+    columns = {dim: score_columns(dataset, dim) for dim in active}
+    missing = [score_column(dim, "chosen") for dim in active if columns[dim][0] is None]
     if missing:
-        raise ValueError(f"{name} dataset: {', '.join(f'lambda_{m[7:]} > 0' for m in missing)} needs column(s) "
+        raise ValueError(f"{name} dataset: {', '.join(f'lambda_{m[:-7]} > 0' for m in missing)} needs column(s) "
                          f"{missing}; add them with `crpo-train score`")
 
     def weigh(row):
-        chosen = {dim: row[f"chosen_{dim}"] for dim in active}
-        rejected = {dim: row[f"rejected_{dim}"] for dim in active if row.get(f"rejected_{dim}") is not None}
+        chosen = {dim: row[columns[dim][0]] for dim in active}
+        rejected = {dim: row[columns[dim][1]] for dim in active
+                    if columns[dim][1] is not None and row[columns[dim][1]] is not None}
         gains = {GAIN.format(dim): max(0.0, chosen[dim] - rejected.get(dim, 0.0)) for dim in active}
         return {WEIGHT: crpo_weight(chosen, rejected, args.lambdas, args.crpo_strategy), **gains}
 

@@ -7,7 +7,9 @@ writes, with NoveltyBench's field names:
   reference partition step writes it) and `num_classes`;
 - scores.jsonl: plus `generation_scores`, `partition_scores`, `utility` (null without a
   reward model), and our per-prompt `novelty` and `diversity`;
-- summary.json: `distinct` (mean number of classes), `utility` (or null, with the reason).
+- summary.json: `mean_distinct` (number of classes per prompt, averaged) and `mean_utility`
+  (or null, with the reason), as the reference summary names them, plus our own fields.
+A partitions.jsonl already in the folder (ours, or the reference's) is used as it is.
 Both JSONL files are appended one prompt at a time and a rerun resumes after the last
 finished prompt, so a crash loses at most the prompt in progress.
 """
@@ -20,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from .. import noveltybench as nb
@@ -33,8 +36,10 @@ def add_parser(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--eval-dir", required=True, type=Path, help="folder with generations.jsonl; outputs go here")
     p.add_argument("--samples", type=Path, help="an lm-eval samples_noveltybench_*.jsonl to convert first")
-    p.add_argument("--equivalence", choices=nb.BACKENDS, default="classifier",
-                   help="classifier (reference, needs the hub or --classifier FOLDER), unigram, embedding (offline)")
+    # The default matches the lm-eval tasks': offline, where the classifier cannot load.
+    p.add_argument("--equivalence", choices=nb.BACKENDS, default="embedding",
+                   help="embedding (offline, the default), unigram, or classifier (the reference's; needs the hub "
+                        "or --classifier FOLDER)")
     p.add_argument("--classifier", default=nb.CLASSIFIER_ID, help="equivalence classifier: hub id or local folder")
     p.add_argument("--embedder", help="sentence embedder for --equivalence embedding (default: packaged MiniLM)")
     p.add_argument("--reward-model", help="reward model for utility (the reference uses Skywork-Reward-Gemma-2-27B-v0.2)")
@@ -112,6 +117,41 @@ def check_settings(eval_dir: Path, settings: dict) -> None:
         path.write_text(json.dumps(settings, indent=1))
 
 
+def score_record(partition_row: dict, ratings: list[int] | None, patience: float) -> dict:
+    """A scores.jsonl row: the partitions row plus its scores (null without ratings).
+    `num_classes` is recomputed: the reference's partitions rows do not carry it."""
+    labels = partition_row["partition"]
+    record = {**partition_row, "num_classes": max(labels) + 1,
+              "generation_scores": None, "partition_scores": None, "utility": None}
+    if ratings is not None:
+        record["generation_scores"] = nb.generation_scores(labels, ratings)
+        record["partition_scores"] = nb.partition_scores(labels, ratings)
+        record["utility"] = nb.utility(record["generation_scores"], patience)
+    return record
+
+
+def summarize(scores: list[dict], with_utility: bool) -> dict:
+    """summary.json's values: the reference's `mean_distinct` (classes per prompt, averaged;
+    the reference averages len(partition_scores), one entry per class) and `mean_utility`."""
+    mean_distinct = float(np.mean([max(r["partition"]) + 1 for r in scores]))
+    mean_utility = float(np.mean([r["utility"] for r in scores])) if with_utility else None
+    summary = {
+        "mean_distinct": mean_distinct,
+        "mean_utility": mean_utility,
+        # Our earlier names for the same two values, still read by tests/test_lmeval_cli.py.
+        "distinct": mean_distinct,
+        "utility": mean_utility,
+        "novelty": float(np.mean([r["novelty"] for r in scores])),
+        "diversity": float(np.mean([r["diversity"] for r in scores])),
+        "num_prompts": len(scores),
+        "distinct_means": "number of equivalence classes per prompt, averaged (partitions.jsonl's "
+                          "`distinct` is classes - 1, as in the reference files)",
+    }
+    if not with_utility:
+        summary["utility_unavailable"] = "no reward model given (--reward-model)"
+    return summary
+
+
 def run(args: argparse.Namespace) -> int:
     from ..scoring import Scorer, ScoringConfig
 
@@ -141,36 +181,23 @@ def run(args: argparse.Namespace) -> int:
     todo = [r for r in rows if r["id"] not in finished_ids(scores_path)]
     if todo:
         for row in tqdm(todo, desc="scores", unit="prompt"):
-            labels = partitions[row["id"]]["partition"]
             gens = row["generations"]
             semantic = scorer.score(gens, prompts=[row["prompt"]] * len(gens), metrics=["novelty", "diversity"]).rows
-            record = {**partitions[row["id"]], "generation_scores": None, "partition_scores": None, "utility": None}
+            ratings = None
             if args.reward_model:
                 rewards = scorer.score(gens, prompts=[row["prompt"]] * len(gens), metrics=["quality"]).rows
                 ratings = [nb.rating(r["quality"]) for r in rewards]
-                record["generation_scores"] = nb.generation_scores(labels, ratings)
-                record["partition_scores"] = nb.partition_scores(labels, ratings)
-                record["utility"] = nb.utility(record["generation_scores"], args.patience)
+            record = score_record(partitions[row["id"]], ratings, args.patience)
             record["novelty"] = sum(r["novelty"] for r in semantic) / len(semantic)
             record["diversity"] = sum(r["diversity"] for r in semantic) / len(semantic)
             append(scores_path, record)
 
     scores = [r for _, r in read_jsonl(scores_path) if r["id"] in {row["id"] for row in rows}]
-    summary = {
-        "distinct": sum(r["num_classes"] for r in scores) / len(scores),
-        "utility": sum(r["utility"] for r in scores) / len(scores) if args.reward_model else None,
-        "novelty": sum(r["novelty"] for r in scores) / len(scores),
-        "diversity": sum(r["diversity"] for r in scores) / len(scores),
-        "num_prompts": len(scores),
-        "distinct_means": "number of equivalence classes per prompt, averaged (partitions.jsonl's "
-                          "`distinct` is classes - 1, as in the reference files)",
-        **settings,
-    }
-    if not args.reward_model:
-        summary["utility_unavailable"] = "no reward model given (--reward-model)"
+    summary = {**summarize(scores, with_utility=bool(args.reward_model)), **settings}
     tmp = eval_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.write_text(json.dumps(summary, indent=2))
     os.replace(tmp, eval_dir / "summary.json")
-    print(json.dumps({k: summary[k] for k in ("distinct", "utility", "novelty", "diversity", "num_prompts")}))
+    print(json.dumps({k: summary[k] for k in ("mean_distinct", "mean_utility", "novelty", "diversity",
+                                               "num_prompts")}))
     print(f"wrote partitions.jsonl, scores.jsonl and summary.json in {eval_dir}", file=sys.stderr)
     return 0
