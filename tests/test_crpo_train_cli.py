@@ -16,7 +16,7 @@ from crpo_bench import muce
 
 BIN = Path(sys.executable).parent
 # The packaged paper recipes assume a GPU and an 8B model; these make them run on a tiny one.
-ON_CPU = ["--bf16", "false", "--gradient_checkpointing", "false", "--use_cpu", "true", "--report_to", "none",
+ON_CPU = ["--bf16", "false", "--fp16", "false", "--gradient_checkpointing", "false", "--use_cpu", "true", "--report_to", "none",
           "--save_strategy", "no", "--max_length", "96", "--per_device_train_batch_size", "2"]
 
 
@@ -80,3 +80,22 @@ def test_paper_recipes_run(recipe, scored_pairs, tiny_lm_folder, tmp_path):
                        "--eval_strategy", "no", "--output_dir", tmp_path / recipe, *ON_CPU], cwd=tmp_path)
     assert (tmp_path / recipe / "adapter_config.json").is_file()
     assert (tmp_path / recipe / "merged" / "config.json").is_file()
+
+
+def test_raw_published_layout_gives_train_and_val_that_dpo_accepts(tiny_lm_folder, tmp_path):
+    """MuCE's raw layout (one file, CamelCase Set): pairs land in the splits the recipes use,
+    prompts are the paper's, held-out rows stay out of training pairs."""
+    from muce_fixtures import raw_rows, write_jsonl
+
+    data = write_jsonl(tmp_path / "muce_raw.jsonl", raw_rows())
+    out = run("crpo-train", ["pairs", "--data", data, "--matching", "paper", "--out", tmp_path / "pairs"], cwd=tmp_path)
+    pairs = datasets.load_from_disk(str(tmp_path / "pairs"))
+    assert {"train", "val", "test", "heldout_item", "heldout_task"} <= set(pairs) and "train:" in out.stdout
+    prompts = {p["prompt"][0]["content"] for p in pairs["train"]}
+    assert prompts == {"Come up with an original and creative use for the following object: shoe",
+                       "Come up with an original and creative poem about the following concept: spring."}
+    assert len(pairs["train"]) == 2 * 5  # per prompt: 38>22, 38>31, 38>25, 31>22, 31>25
+    run("crpo-train", ["dpo", "--model_name_or_path", tiny_lm_folder, "--dataset_path", tmp_path / "pairs",
+                       "--max_steps", "1", "--lora_r", "4", "--lora_alpha", "8", "--eval_strategy", "steps",
+                       "--eval_steps", "1", "--output_dir", tmp_path / "dpo", *ON_CPU], cwd=tmp_path)
+    assert (tmp_path / "dpo" / "adapter_config.json").is_file()
