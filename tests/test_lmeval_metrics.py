@@ -9,11 +9,14 @@ import pytest
 
 from crpo_bench import Scorer, ScoringConfig, lmeval
 
+# (task, prompt, answers, MuCE item, MuCE task): what process_results hands every metric
 ITEMS = [
-    ("muce_t", "Uses for a brick?", ("Hollow it out as a planter.", "Grind it into red pigment.", "A doorstop.", "")),
-    ("muce_t", "Uses for a shoe?", ("Plant herbs in it.", "Use it as a boat for toy soldiers.", "Wear it.", "Shoe.")),
+    ("muce_t", "Uses for a brick?", ("Hollow it out as a planter.", "Grind it into red pigment.", "A doorstop.", ""),
+     "brick", "aut"),
+    ("muce_t", "Uses for a shoe?", ("Plant herbs in it.", "Use it as a boat for toy soldiers.", "Wear it.", "Shoe."),
+     "shoe", "aut"),
     ("muce_t", "Uses for a paperclip?", ("Bend it into a tiny bicycle.", "Reset a router with it.", "Clip paper.",
-                                         "Pick a lock in a spy film.")),
+                                         "Pick a lock in a spy film."), "paperclip", "aut"),
 ]
 
 
@@ -29,9 +32,9 @@ def mean_over_real(rows, field):
 
 
 def expected_values(items):
-    answers = [a for _, _, rs in items for a in rs]
-    prompts = [p for _, p, rs in items for _ in rs]
-    owner = [k for k, (_, _, rs) in enumerate(items) for _ in rs]
+    answers = [a for _, _, rs, *_ in items for a in rs]
+    prompts = [p for _, p, rs, *_ in items for _ in rs]
+    owner = [k for k, (_, _, rs, *_) in enumerate(items) for _ in rs]
     scorer = Scorer(ScoringConfig())
     task = scorer.score(answers, prompts=prompts, metrics=["novelty", "diversity", "dsi", "theme_uniqueness",
                                                            "ngram_diversity"])
@@ -45,11 +48,34 @@ def expected_values(items):
 
 
 def test_process_results_hands_all_samples_to_every_metric(settings):
-    doc = {"task": "muce_t", "prompt": "Uses for a brick?"}
+    doc = {"task": "muce_t", "prompt": "Uses for a brick?", "item": "brick", "muce_task": "aut"}
     out = lmeval.process_results(doc, [["a b", "c d", "e f", "g h"]])
     # lm "none", no reward model: no surprise, no quality
     assert set(out) == set(lmeval.CORPUS_METRICS) | {"semantic_distance", "originality"}
-    assert out["novelty"] == ("muce_t", "Uses for a brick?", ("a b", "c d", "e f", "g h"))
+    assert out["novelty"] == ("muce_t", "Uses for a brick?", ("a b", "c d", "e f", "g h"), "brick", "aut")
+    # a pooled task hands several requests' samples: all of them, in order
+    pooled = lmeval.process_results(doc, [["a b", "c d"], ["e f", "g h"], ["i j", "k l"], ["m n", "o p"]])
+    assert pooled["novelty"][2] == ("a b", "c d", "e f", "g h", "i j", "k l", "m n", "o p")
+
+
+def test_prompt_corpus_scores_each_prompts_answers_alone(settings):
+    """corpus "prompt" (the paper's protocol): novelty, diversity and themes over each prompt's
+    answers; num_themes and n-gram diversity averaged over prompts."""
+    items = [tuple(i) for i in ITEMS]
+    scorer = Scorer(ScoringConfig())
+    pooled = lmeval.corpus_values(items, scorer, {}, corpus="prompt")
+    answers = [a for _, _, rs, *_ in items for a in rs]
+    owner = [k for k, (_, _, rs, *_) in enumerate(items) for _ in rs]
+    by_prompt = scorer.score(answers, corpus_ids=owner, metrics=["novelty", "diversity", "theme_uniqueness",
+                                                                 "ngram_diversity"])
+    assert pooled["novelty"] == pytest.approx(mean_over_real(by_prompt.rows, "novelty"), abs=1e-12)
+    assert pooled["diversity"] == pytest.approx(mean_over_real(by_prompt.rows, "diversity"), abs=1e-12)
+    assert pooled["novelty"] == pytest.approx(pooled["prompt_novelty"], abs=1e-12)
+    assert pooled["num_themes"] == pytest.approx(np.mean([c["num_themes"] for c in by_prompt.corpora.values()]))
+    assert pooled["ngram_diversity_1"] == pytest.approx(
+        np.mean([c["ngram_diversity_1"] for c in by_prompt.corpora.values()]))
+    task_wide = lmeval.corpus_values(items, scorer, {}, corpus="task")
+    assert abs(task_wide["novelty"] - pooled["novelty"]) > 1e-3  # the scope matters
 
 
 def test_aggregations_equal_the_scorer_on_the_whole_corpus(settings):
@@ -110,8 +136,10 @@ def test_noveltybench_reports_utility_only_with_a_reward_model(monkeypatch):
 def test_noveltybench_aggregation_is_the_mean_number_of_classes(monkeypatch):
     monkeypatch.setitem(lmeval._task_settings, "nb", {**lmeval.resolve_settings({"equivalence": "unigram"}),
                                                       "kind": "noveltybench"})
-    items = [("nb", "Name a color.", ("Red", "red", "Blue", "Green", "red", "Blue.", "Teal", "Red", "Mauve", "green")),
-             ("nb", "Say hi.", ("hi",) * 10)]
-    assert lmeval.aggregate_distinct(items) == pytest.approx((6 + 1) / 2)
-    # leave-one-prompt-out over two prompts: values 1 and 6 -> se = sqrt(1/2 * (2.5^2 * 2)) = 2.5
-    assert lmeval.aggregate_distinct.crpo_stderr(items) == pytest.approx(2.5)
+    # unigram has no short-text rule (as in the reference): "Blue." joins "Blue" (ROUGE-1 tokens)
+    items = [("nb", "Name a color.", ("Red", "red", "Blue", "Green", "red", "Blue.", "Teal", "Red", "Mauve", "green"),
+              "Name a color.", ""),
+             ("nb", "Say hi.", ("hi",) * 10, "Say hi.", "")]
+    assert lmeval.aggregate_distinct(items) == pytest.approx((5 + 1) / 2)
+    # leave-one-prompt-out over two prompts: values 1 and 5 -> se = sqrt(1/2 * (2^2 * 2)) = 2
+    assert lmeval.aggregate_distinct.crpo_stderr(items) == pytest.approx(2.0)
