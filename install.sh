@@ -2,11 +2,11 @@
 # Set up crpo-bench in ./.venv from a fresh clone, with the offline default models.
 #   TORCH_SPEC   torch requirement installed first (default torch==2.13.0, the CPU build
 #                on the project's build machines; e.g. TORCH_SPEC=torch for a CUDA build)
-#   EXTRAS       extras of crpo-bench to install (default: test)
+#   EXTRAS       extras of crpo-bench to install (default: test,paper: pytest, spaCy for the paper's words)
 set -euo pipefail
 cd "$(dirname "$0")"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
-EXTRAS="${EXTRAS:-test}"
+EXTRAS="${EXTRAS:-test,paper}"
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip

@@ -13,8 +13,8 @@ prompts (`crpo_stderr`: jackknife by default, bootstrap on request), and
 
 Scorer settings come from the task metadata (`--metadata '{"embedder": ...}'`, so they
 are written into the results JSON under `configs`), else from environment variables
-(CRPO_EMBEDDER, CRPO_LM, CRPO_REWARD_MODEL, CRPO_DEGENERATE, CRPO_STDERR,
-CRPO_BOOTSTRAP_ITERS, CRPO_MUCE_DATA), else the offline defaults. `lm: none` turns surprise off; quality is
+(SETTINGS_ENV, and CRPO_MUCE_DATA, CRPO_MUCE_CONFIG, CRPO_MUCE_TEMPLATE,
+CRPO_PROMPTS_PER_TASK), else the scoring profile (`profile`: offline by default, or paper). `lm: none` turns surprise off; quality is
 reported only when a reward model is given.
 """
 
@@ -36,14 +36,15 @@ from lm_eval.api.task import ConfigurableTask
 from . import muce, noveltybench
 from .metrics.ngrams import NGRAM_ORDERS
 from .muce_prompts import user_prompt
-from .scoring import METRIC_FIELDS, Scorer, ScoringConfig
+from .scoring import METRIC_FIELDS, NO_MODEL, Scorer, ScoringConfig, profile_config
 
 log = logging.getLogger("crpo_bench.lmeval")
 
 SETTINGS_ENV = {"embedder": "CRPO_EMBEDDER", "lm": "CRPO_LM", "reward_model": "CRPO_REWARD_MODEL",
                 "degenerate": "CRPO_DEGENERATE", "stderr": "CRPO_STDERR", "bootstrap_iters": "CRPO_BOOTSTRAP_ITERS",
                 "equivalence": "CRPO_EQUIVALENCE", "classifier": "CRPO_CLASSIFIER", "patience": "CRPO_PATIENCE",
-                "originality_model": "CRPO_ORIGINALITY_MODEL"}
+                "originality_model": "CRPO_ORIGINALITY_MODEL", "profile": "CRPO_PROFILE",
+                "trust_remote_code": "CRPO_TRUST_REMOTE_CODE"}
 STDERR_METHODS = ("jackknife", "bootstrap")
 
 # Settings of each task, recorded when lm-eval loads its data (the only hook that sees
@@ -65,6 +66,10 @@ def resolve_settings(metadata: dict) -> dict:
     settings["patience"] = float(settings["patience"] or noveltybench.PATIENCE)
     if isinstance(settings["lm"], str) and settings["lm"].lower() in ("none", "off", "false"):
         settings["lm"] = "none"
+    settings["trust_remote_code"] = str(settings["trust_remote_code"]).lower() in ("1", "true", "yes")
+    # the scoring profile decides the models not named; what it resolves to is recorded
+    settings["profile"] = settings["profile"] or "offline"
+    settings["reward_model"] = profile_config(settings["profile"], reward_model=settings["reward_model"]).reward_model
     settings["corpus"] = metadata.get("corpus", "task")
     if settings["corpus"] not in CORPUS_SCOPES:
         raise ValueError(f"corpus {settings['corpus']!r}: choose one of {CORPUS_SCOPES}")
@@ -217,10 +222,19 @@ def process_results(doc: dict, results: list) -> dict:
 # --- scoring a task's answers ----------------------------------------------------------
 
 
+def scorer_config(settings: dict) -> ScoringConfig:
+    """The ScoringConfig of resolved settings: the profile, with the models they name winning
+    (`reward_model` is already the profile's resolved choice; None means no reward model)."""
+    return profile_config(settings["profile"], embedder=settings["embedder"],
+                          lm=None if settings["lm"] == "none" else settings["lm"],
+                          reward_model=settings["reward_model"] or NO_MODEL, degenerate=settings["degenerate"],
+                          originality_model=settings["originality_model"],
+                          trust_remote_code=settings["trust_remote_code"] or None)
+
+
 @functools.lru_cache(maxsize=8)
-def _scorer(embedder, lm, reward_model, degenerate, originality_model) -> Scorer:
-    return Scorer(ScoringConfig(embedder=embedder, lm=None if lm == "none" else lm, reward_model=reward_model,
-                                degenerate=degenerate, originality_model=originality_model))
+def _scorer(settings_json: str) -> Scorer:
+    return Scorer(scorer_config(json.loads(settings_json)))
 
 
 def _flatten(items: list) -> tuple[list[str], list[str], list[int]]:
@@ -334,8 +348,7 @@ def _task_report(key: str, items_json: str) -> dict:
     calls each metric's aggregation and stderr separately on the same items)."""
     items = [(t, p, tuple(r), i, m) for t, p, r, i, m in json.loads(items_json)]
     settings = _task_settings.get(items[0][0], resolve_settings({}))
-    scorer = _scorer(settings["embedder"], settings["lm"], settings["reward_model"], settings["degenerate"],
-                     settings["originality_model"])
+    scorer = _scorer(json.dumps(settings, sort_keys=True))
     if settings.get("kind") == "noveltybench":
         per_prompt = _noveltybench_per_prompt(items, scorer, settings)
         values = functools.partial(noveltybench_values, per_prompt=per_prompt)

@@ -7,11 +7,17 @@ Offline defaults ship as PyPI packages, so nothing here needs the model hub:
   (the GGUF load dequantises for ~35 s; the converted folder loads in ~1 s).
 Any other name is a local folder or a hub id. A name that cannot be loaded fails
 with a `ModelLoadError` that names it and says how to pass a local folder.
+
+A model that ships its own Python code (`auto_map` in its config, a custom
+sentence-transformers module) is loaded only with `trust_remote_code=True`, the
+caller's explicit opt-in; without it loading fails with a `ModelLoadError` naming the
+model, never silently running (or silently replacing) that code.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +80,103 @@ def _load_error(kind: str, name: str, flag: str, err: Exception) -> ModelLoadErr
     )
 
 
+# --- remote code --------------------------------------------------------------------
+
+# Where a model names Python code of its own: transformers' `auto_map` (config, model or
+# tokenizer classes) and sentence-transformers modules from outside the library.
+CODE_FILES = ("config.json", "tokenizer_config.json")
+REMOTE_CODE_OPT_IN = "pass --trust-remote-code (or the metadata key trust_remote_code: true)"
+
+
+def _model_json(name: str, filename: str):
+    """A JSON file of a local folder or hub repo; None when the model has no such file.
+
+    Raises huggingface_hub's LocalEntryNotFoundError when the hub cannot be reached and
+    the file is not cached (offline): then nothing is known."""
+    if Path(name).is_dir():
+        try:
+            return json.loads((Path(name) / filename).read_text())
+        except (OSError, ValueError):
+            return None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return json.loads(Path(hf_hub_download(name, filename)).read_text())
+    except LocalEntryNotFoundError:  # a subclass of the next: unknown is not absent
+        raise
+    except EntryNotFoundError:  # the repo has no such file
+        return None
+
+
+def _auto_map_reason(name: str, filename: str) -> str | None:
+    content = _model_json(name, filename)
+    auto_map = content.get("auto_map") if isinstance(content, dict) else None
+    if not auto_map:
+        return None
+    first = next(iter(auto_map.values()))  # tokenizers map to [slow, fast] class pairs
+    return f"{filename} maps to {first if isinstance(first, str) else next((c for c in first if c), first)}"
+
+
+def remote_code_reason(name: str, sentence_transformers: bool = False) -> str | None:
+    """Why loading `name` (a folder or hub id) would run the model's own code, or None.
+
+    Checked before loading because passing trust_remote_code=False is not enough: for a
+    config whose model_type transformers knows, it silently loads the built-in class
+    instead of the mapped one (plain XLM-RoBERTa for jina-embeddings-v3). Offline with
+    nothing cached, nothing is known and None is returned: loading then fails anyway,
+    or runs without remote code."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folders = [""]
+        if sentence_transformers:
+            modules = _model_json(name, "modules.json")
+            for module in modules if isinstance(modules, list) else []:
+                kind = str(module.get("type", ""))
+                if not kind.startswith("sentence_transformers."):
+                    return f"modules.json names the custom module {kind}"
+                if module.get("path"):  # older layouts keep the transformer in a subfolder
+                    folders.append(module["path"].rstrip("/") + "/")
+        for folder in dict.fromkeys(folders):
+            for filename in CODE_FILES:
+                reason = _auto_map_reason(name, folder + filename)
+                if reason:
+                    return reason
+    except LocalEntryNotFoundError:  # stop at the first unreachable file: no repeated timeouts
+        return None
+    return None
+
+
+def _refuse_remote_code(kind: str, name: str, flag: str, trust_remote_code: bool,
+                        sentence_transformers: bool = False) -> None:
+    if trust_remote_code:
+        return
+    try:
+        reason = remote_code_reason(name, sentence_transformers)
+    except Exception as err:  # the hub refused (no such repo, gated, ...): loading would too
+        raise _load_error(kind, name, flag, err) from err
+    if reason:
+        raise _remote_code_error(kind, name, reason)
+
+
+def _remote_code_error(kind: str, name: str, reason: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"{kind} {name!r} needs remote code ({reason}), which crpo-bench runs only when asked: "
+        f"if you trust it, {REMOTE_CODE_OPT_IN}"
+    )
+
+
+def _wrap_load_error(kind: str, name: str, flag: str, err: Exception) -> ModelLoadError:
+    """The error for a model that failed to load; a refusal to run custom code that the
+    checks above missed is reported as such, not as a missing folder."""
+    if "trust_remote_code" in str(err):
+        return _remote_code_error(kind, name, "the library refused its custom code")
+    if Path(name).is_dir():
+        return ModelLoadError(f"cannot load {kind} from folder {name!r}: {err}")
+    return _load_error(kind, name, flag, err)
+
+
 # --- sentence embedder -------------------------------------------------------------
 
 
@@ -116,7 +219,8 @@ class Embedder:
         return int(get_dim())
 
 
-def load_embedder(name: str | None = None) -> Embedder:
+def load_embedder(name: str | None = None, trust_remote_code: bool = False) -> Embedder:
+    """A sentence embedder; `trust_remote_code` allows a model that ships its own code."""
     from sentence_transformers import SentenceTransformer
 
     name = name or DEFAULT_EMBEDDER
@@ -125,14 +229,17 @@ def load_embedder(name: str | None = None) -> Embedder:
         if packaged is not None:
             return Embedder(SentenceTransformer(str(packaged), device=device()), DEFAULT_EMBEDDER)
         name = DEFAULT_EMBEDDER
-    if Path(name).is_dir():
-        folder = Path(name).resolve()
-        return Embedder(SentenceTransformer(str(folder), device=device()), f"local:{folder}")
-    _check_hub_id("sentence embedder", name)
+    local = Path(name).is_dir()
+    if not local:
+        _check_hub_id("sentence embedder", name)
+    _refuse_remote_code("sentence embedder", name, "--embedder", trust_remote_code, sentence_transformers=True)
+    source, key = (str(Path(name).resolve()), f"local:{Path(name).resolve()}") if local else (name, name)
     try:
-        return Embedder(SentenceTransformer(name, device=device()), name)
+        return Embedder(SentenceTransformer(source, device=device(), trust_remote_code=trust_remote_code), key)
     except Exception as err:  # hub errors come in many types; all mean "not loadable"
-        raise _load_error("sentence embedder", name, "--embedder", err) from err
+        if local and "trust_remote_code" not in str(err):
+            raise  # a broken folder: the library's own error says most
+        raise _wrap_load_error("sentence embedder", name, "--embedder", err) from err
 
 
 # --- causal language model ---------------------------------------------------------
@@ -187,39 +294,39 @@ def causal_lm_path(name: str | None = None) -> str:
     return DEFAULT_LM if name in LM_ALIASES else name
 
 
-def load_causal_lm(name: str | None = None):
-    """(model, tokenizer) in eval mode, float32 on CPU, on the GPU where there is one."""
+def load_causal_lm(name: str | None = None, trust_remote_code: bool = False):
+    """(model, tokenizer) in eval mode, float32 on CPU, on the GPU where there is one;
+    `trust_remote_code` allows a model that ships its own code."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name = causal_lm_path(name)
     if not Path(name).is_dir():
         _check_hub_id("causal LM", name)
+    _refuse_remote_code("causal LM", name, "--lm", trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code)
     except Exception as err:
-        if Path(name).is_dir():
-            raise ModelLoadError(f"cannot load causal LM from folder {name!r}: {err}") from err
-        raise _load_error("causal LM", name, "--lm", err) from err
+        raise _wrap_load_error("causal LM", name, "--lm", err) from err
     return model.to(device()).eval(), tokenizer
 
 
 # --- reward model --------------------------------------------------------------------
 
 
-def load_reward_model(name: str):
-    """(model, tokenizer) of a sequence classifier with one output (the reward)."""
+def load_reward_model(name: str, trust_remote_code: bool = False):
+    """(model, tokenizer) of a sequence classifier with one output (the reward);
+    `trust_remote_code` allows a model that ships its own code."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if not Path(name).is_dir():
         _check_hub_id("reward model", name)
+    _refuse_remote_code("reward model", name, "--reward-model", trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForSequenceClassification.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(name, trust_remote_code=trust_remote_code)
     except Exception as err:
-        if Path(name).is_dir():
-            raise ModelLoadError(f"cannot load reward model from folder {name!r}: {err}") from err
-        raise _load_error("reward model", name, "--reward-model", err) from err
+        raise _wrap_load_error("reward model", name, "--reward-model", err) from err
     if model.config.num_labels != 1:
         raise ModelLoadError(
             f"reward model {name!r} has {model.config.num_labels} outputs; quality needs a "

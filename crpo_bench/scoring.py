@@ -12,10 +12,16 @@ diversity and theme uniqueness 0, so a model cannot earn creativity by saying
 nothing. `reference_compat` keeps them in their corpus and scores them by the
 formulas, as the paper's code does (an empty answer then gets DSI 0 and a large
 novelty 2 * DSI(corpus)).
+
+A *profile* is a named set of defaults (`profile_config`): `offline` (packaged models,
+regex words, surprise of the response tokens) and `paper` (the CrPO paper's metric
+setup: jina-embeddings-v3, spaCy words, whole-chat surprise under gemma-2-27b-it,
+Skywork reward).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Hashable, Sequence
@@ -50,7 +56,8 @@ OFFLINE_METRICS = ("dsi", "novelty", "diversity", "theme_uniqueness", "ngram_div
 
 @dataclass
 class ScoringConfig:
-    """How to score. Model names: None = offline default, else a hub id or a local folder."""
+    """How to score. Model names: None = offline default, else a hub id or a local folder.
+    `profile_config` fills one in from a named profile."""
 
     embedder: str | None = None
     lm: str | None = None
@@ -58,6 +65,8 @@ class ScoringConfig:
     originality_model: str | None = None  # folder of a trained model; default: the packaged one
     degenerate: str = "exclude"
     tokenizer: str = "regex"
+    surprise_scope: str = "response"  # or "whole_chat", the paper's (metrics/surprise.py)
+    trust_remote_code: bool = False  # the opt-in to models that ship their own code
     embedding_cache: bool = True
     cache_path: Path | None = None  # default: <cache dir>/embeddings.sqlite
     word_batch_size: int = 64  # measured fastest on CPU for MiniLM (benchmarks/)
@@ -69,6 +78,43 @@ class ScoringConfig:
             raise ValueError(f"degenerate policy {self.degenerate!r}: choose one of {DEGENERATE_POLICIES}")
         if self.tokenizer not in text.TOKENIZERS:
             raise ValueError(f"tokenizer {self.tokenizer!r}: choose one of {text.TOKENIZERS}")
+        if self.surprise_scope not in surprise.SCOPES:
+            raise ValueError(f"surprise scope {self.surprise_scope!r}: choose one of {surprise.SCOPES}")
+
+
+PROFILES = ("offline", "paper")
+# What each profile sets; every other field keeps ScoringConfig's default. `paper` does
+# not set trust_remote_code: jina-embeddings-v3 ships its own code, and running it stays
+# the caller's explicit choice.
+PROFILE_SETTINGS = {
+    "offline": {},
+    "paper": {
+        "embedder": "jinaai/jina-embeddings-v3",
+        "lm": "google/gemma-2-27b-it",
+        "reward_model": "Skywork/Skywork-Reward-Gemma-2-27B-v0.2",
+        "tokenizer": "spacy",
+        "surprise_scope": "whole_chat",
+        "degenerate": "exclude",  # the paper drops answers with at most one unique word
+    },
+}
+NO_MODEL = "none"  # reward_model="none": no reward model, even where the profile names one
+
+
+def profile_config(profile: str = "offline", **overrides) -> ScoringConfig:
+    """The ScoringConfig of a named profile, with explicit overrides winning.
+
+    An override of None means "not given" (so optional CLI or lm-eval arguments can be
+    passed straight through); reward_model="none" removes the profile's reward model.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile {profile!r}: choose one of {PROFILES}")
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(ScoringConfig)}
+    if unknown:
+        raise ValueError(f"unknown ScoringConfig field(s) {sorted(unknown)}")
+    settings = {**PROFILE_SETTINGS[profile], **{k: v for k, v in overrides.items() if v is not None}}
+    if settings.get("reward_model") == NO_MODEL:
+        settings["reward_model"] = None
+    return ScoringConfig(**settings)
 
 
 @dataclass
@@ -112,7 +158,7 @@ class Scorer:
     @property
     def embedder(self):
         if self._embedder is None:
-            self._embedder = _load_embedder(self.config.embedder)
+            self._embedder = _load_embedder(self.config.embedder, self.config.trust_remote_code)
         return self._embedder
 
     @property
@@ -170,15 +216,16 @@ class Scorer:
         if "ngram_diversity" in metrics:
             self._ngrams(responses, members, in_corpus, rows, corpora)
         if "surprise" in metrics:
-            model, tokenizer = _load_causal_lm(cfg.lm)
-            nll = surprise.response_nll(model, tokenizer, prompts, list(responses), progress=cfg.progress)
+            model, tokenizer = _load_causal_lm(cfg.lm, cfg.trust_remote_code)
+            nll = surprise.NLL_FUNCTIONS[cfg.surprise_scope](model, tokenizer, prompts, list(responses),
+                                                             progress=cfg.progress)
             for row, value in zip(rows, nll):
                 row["surprise"], row["perplexity"] = _num(value), _num(surprise.perplexity(value))
         if "semantic_distance" in metrics or "originality" in metrics:
             items = [i if i is not None else p for i, p in zip(items or [None] * n, prompts)]
             self._relative_to_item(responses, items, list(tasks or [None] * n), kinds, metrics, rows)
         if "quality" in metrics:
-            model, tokenizer = _load_reward_model(cfg.reward_model)
+            model, tokenizer = _load_reward_model(cfg.reward_model, cfg.trust_remote_code)
             rewards = quality.reward_scores(model, tokenizer, prompts, list(responses), progress=cfg.progress)
             for row, value in zip(rows, rewards):
                 row["quality"] = _num(value)

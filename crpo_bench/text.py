@@ -3,8 +3,13 @@
 Words are what DSI and novelty embed one by one, and what n-gram diversity counts.
 The default tokenizer is a Unicode-aware regex: a word is a run of letters/digits,
 optionally with one apostrophe part ("don't", "children's"). Punctuation is dropped,
-words are lowercased, stopwords are kept, nothing is lemmatised. The paper's spaCy
-tokenisation (`en_core_web_sm`) can be selected with ``tokenizer="spacy"``.
+words are lowercased, stopwords are kept, nothing is lemmatised.
+
+``tokenizer="spacy"`` reproduces the paper's words exactly: spaCy's English tokens
+(`en_core_web_sm`, or `spacy.blank("en")`, whose tokenizer rules are the same, when the
+model is not installed), tokens with `is_punct` dropped, text lowercased. As in the
+paper, nothing else is dropped: whitespace tokens (a blank line) are words too, and
+"don't" is two words ("do", "n't").
 """
 
 from __future__ import annotations
@@ -25,13 +30,19 @@ ONE_WORD = "one_word"  # fewer than two unique words
 WORDLESS = (EMPTY, NO_WORDS)
 
 
+class MissingDependencyError(ImportError, ValueError):
+    """An optional package a chosen setting needs is not installed. Also a ValueError, so
+    the command line reports it as a usage error, not a traceback."""
+
+
 def word_sequence(text: str, tokenizer: str = "regex") -> list[str]:
     """Lowercased words of `text` in order, with repeats, punctuation removed."""
     if tokenizer == "regex":
         return [w.lower() for w in WORD_RE.findall(text)]
     if tokenizer == "spacy":
-        doc = _spacy_pipeline()(text)
-        return [t.text.lower() for t in doc if not (t.is_punct or t.is_space)]
+        # The tokenizer alone: is_punct is a lexical attribute, so tagger and parser
+        # would change nothing.
+        return [t.text.lower() for t in _spacy_tokenizer()(text) if not t.is_punct]
     raise ValueError(f"unknown tokenizer {tokenizer!r}; choose one of {TOKENIZERS}")
 
 
@@ -44,27 +55,28 @@ def degenerate_kind(text: str, tokenizer: str = "regex") -> str | None:
     """Why `text` is not a real answer (EMPTY, NO_WORDS, ONE_WORD), or None."""
     if text == "":
         return EMPTY
-    n_unique = len(set(word_sequence(text, tokenizer)))
-    if n_unique == 0:
+    words = set(word_sequence(text, tokenizer))
+    # spaCy words include whitespace tokens; an answer of nothing else is still no answer
+    # (the paper would keep one with two different whitespace runs, a reward for nothing).
+    if not any(w.strip() for w in words):
         return NO_WORDS
-    if n_unique < 2:
+    if len(words) < 2:
         return ONE_WORD
     return None
 
 
 @functools.lru_cache(maxsize=1)
-def _spacy_pipeline():
+def _spacy_tokenizer():
+    """The tokenizer of `en_core_web_sm` (what the paper loads), else of a blank English
+    pipeline: the same rules ship inside spaCy itself, so no model download is needed."""
     try:
         import spacy
     except ImportError as err:
-        raise ImportError(
-            "tokenizer='spacy' needs spaCy and its English model: "
-            "pip install spacy && python -m spacy download en_core_web_sm"
+        raise MissingDependencyError(
+            "tokenizer='spacy' needs spaCy: pip install spacy (or pip install 'crpo-bench[paper]')"
         ) from err
     try:
-        return spacy.load("en_core_web_sm", disable=["parser", "ner", "lemmatizer"])
-    except OSError as err:
-        raise OSError(
-            "tokenizer='spacy' needs the spaCy model en_core_web_sm: "
-            "python -m spacy download en_core_web_sm"
-        ) from err
+        nlp = spacy.load("en_core_web_sm")
+    except OSError:  # the model package is not installed
+        nlp = spacy.blank("en")
+    return nlp.tokenizer

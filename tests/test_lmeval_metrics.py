@@ -143,3 +143,20 @@ def test_noveltybench_aggregation_is_the_mean_number_of_classes(monkeypatch):
     assert lmeval.aggregate_distinct(items) == pytest.approx((5 + 1) / 2)
     # leave-one-prompt-out over two prompts: values 1 and 5 -> se = sqrt(1/2 * (2^2 * 2)) = 2
     assert lmeval.aggregate_distinct.crpo_stderr(items) == pytest.approx(2.0)
+
+
+def test_the_paper_profile_reaches_the_tasks_scorer(monkeypatch):
+    monkeypatch.delenv("CRPO_REWARD_MODEL", raising=False)
+    paper = lmeval.resolve_settings({"profile": "paper", "lm": "google/gemma-2-2b-it", "trust_remote_code": True})
+    config = lmeval.scorer_config(paper)
+    assert (config.embedder, config.lm, config.tokenizer, config.surprise_scope, config.trust_remote_code) == (
+        "jinaai/jina-embeddings-v3", "google/gemma-2-2b-it", "spacy", "whole_chat", True)
+    assert paper["reward_model"] == config.reward_model == "Skywork/Skywork-Reward-Gemma-2-27B-v0.2"
+    assert "quality" in lmeval.metrics_for(paper)
+    no_reward = lmeval.resolve_settings({"profile": "paper", "reward_model": "none"})
+    assert no_reward["reward_model"] is None and lmeval.scorer_config(no_reward).reward_model is None
+    assert "quality" not in lmeval.metrics_for(no_reward)
+    offline = lmeval.scorer_config(lmeval.resolve_settings({}))
+    assert (offline.embedder, offline.tokenizer, offline.trust_remote_code) == (None, "regex", False)
+    with pytest.raises(ValueError, match="profile 'exact'"):
+        lmeval.resolve_settings({"profile": "exact"})

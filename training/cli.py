@@ -44,6 +44,11 @@ def data_parser() -> argparse.ArgumentParser:
                        help="of novelty diversity surprise quality originality (default: all but quality; "
                             "quality too with --reward-model)")
     score.add_argument("--score-rejected", action="store_true", help="score the rejected answers too")
+    score.add_argument("--profile", choices=("offline", "paper"), default="offline",
+                       help="scoring profile: offline (packaged MiniLM, SmolLM2) or paper (jina-embeddings-v3, spaCy "
+                            "words, whole-chat surprise under gemma-2-27b-it, Skywork quality)")
+    score.add_argument("--trust-remote-code", action="store_true",
+                       help="let models that ship their own code run it (jina-embeddings-v3)")
     score.add_argument("--embedder", help="sentence embedder (default: packaged MiniLM)")
     score.add_argument("--lm", help="LM for surprise (default: packaged SmolLM2)")
     score.add_argument("--reward-model", help="reward model for quality")
@@ -96,19 +101,20 @@ def run_pairs(args) -> int:
 def run_score(args) -> int:
     import datasets
 
-    from crpo_bench.scoring import Scorer, ScoringConfig
+    from crpo_bench.scoring import Scorer, profile_config
 
     from .scores import DIMENSIONS, score_pairs
 
-    dimensions = args.dimensions or [d for d in DIMENSIONS if d != "quality" or args.reward_model]
+    config = profile_config(args.profile, embedder=args.embedder, lm=args.lm, reward_model=args.reward_model,
+                            trust_remote_code=args.trust_remote_code or None, progress=True)
+    dimensions = args.dimensions or [d for d in DIMENSIONS if d != "quality" or config.reward_model]
     unknown = sorted(set(dimensions) - set(DIMENSIONS))
     if unknown:
         raise ValueError(f"--dimensions: unknown {unknown}; choose from {DIMENSIONS}")
     if not Path(args.pairs).is_dir():
         raise FileNotFoundError(f"{args.pairs}: not a folder written by `crpo-train pairs`")
     data = datasets.load_from_disk(args.pairs)
-    scorer = Scorer(ScoringConfig(embedder=args.embedder, lm=args.lm, reward_model=args.reward_model,
-                                  progress=True))
+    scorer = Scorer(config)
     scored = score_pairs({split: list(data[split]) for split in data}, scorer, dimensions, args.score_rejected)
     save_dataset(scored, args.out, args.push_to_hub)
     for split, pairs in sorted(scored.items()):

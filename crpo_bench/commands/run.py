@@ -20,6 +20,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--limit", type=int, help="documents per task (smoke runs, demos)")
     p.add_argument("--gen-kwargs", help="generation settings for every task, JSON, e.g. '{\"max_gen_toks\": 64}'")
     p.add_argument("--metadata", help="task settings, JSON (muce_data, lm, reward_model, ...); see README")
+    p.add_argument("--profile", choices=("offline", "paper"),
+                   help="scoring profile of every task (metadata key profile); default offline")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="let scorer models that ship their own code run it (jina-embeddings-v3 under --profile paper)")
     p.add_argument("--base-url", help="endpoint for api:MODEL specs without @URL")
     p.add_argument("--api-key-env", default=bench.KEY_ENV,
                    help="environment variable holding the API key (default OPENAI_API_KEY); never written")
@@ -61,6 +65,10 @@ def run(args) -> int:
     specs = [bench.parse_spec(s, args.base_url, args.concurrency, args.max_retries, args.timeout, args.batch_size)
              for s in args.model]
     gen_kwargs, metadata = _json_arg(args.gen_kwargs, "--gen-kwargs"), _json_arg(args.metadata, "--metadata")
+    if args.profile:
+        metadata = {**(metadata or {}), "profile": args.profile}
+    if args.trust_remote_code:
+        metadata = {**(metadata or {}), "trust_remote_code": True}
     _api_key(specs, args.api_key_env)
     out = Path(args.out)
     todo = bench.plan(specs, args.tasks, out)

@@ -10,7 +10,8 @@ from tabulate import tabulate
 
 from ..aggregate import summarize
 from ..jsonl import InputError, read_jsonl, write_jsonl_atomic
-from ..scoring import DEGENERATE_POLICIES, METRIC_FIELDS, METRICS, Scorer, ScoringConfig, default_metrics
+from ..scoring import (DEGENERATE_POLICIES, METRIC_FIELDS, METRICS, PROFILES, Scorer, default_metrics,
+                       profile_config)
 from ..text import TOKENIZERS
 
 SCOPES = ("task", "prompt", "all")
@@ -32,13 +33,22 @@ def add_parser(subparsers) -> None:
                    help=f"metrics to compute (default: all offline ones, plus quality with --reward-model): {', '.join(METRICS)}")
     p.add_argument("--scope", choices=SCOPES, default="task",
                    help="which responses form a corpus: same task (default), same task and prompt, or all rows")
+    # Model, word and policy flags default to None: "not given", so the profile decides.
+    p.add_argument("--profile", choices=PROFILES, default="offline",
+                   help="offline (default): packaged models, regex words, surprise of the response tokens; "
+                   "paper: the CrPO paper's setup (jina-embeddings-v3, spaCy words, whole-chat surprise under "
+                   "gemma-2-27b-it, Skywork reward). Explicit flags below override the profile")
     p.add_argument("--embedder", help="sentence embedder: hub id or local folder (default: packaged all-MiniLM-L6-v2)")
     p.add_argument("--lm", help="causal LM for surprise: hub id or local folder (default: packaged SmolLM2-135M-Instruct)")
-    p.add_argument("--reward-model", help="sequence-classification reward model for quality: hub id or local folder")
-    p.add_argument("--degenerate", choices=DEGENERATE_POLICIES, default="exclude",
+    p.add_argument("--reward-model", help="sequence-classification reward model for quality: hub id or local folder; "
+                   "'none' for no quality where the profile names a reward model")
+    p.add_argument("--trust-remote-code", action="store_true", default=None,
+                   help="allow models that ship their own Python code (jina-embeddings-v3 does); refused without it")
+    p.add_argument("--degenerate", choices=DEGENERATE_POLICIES,
                    help="exclude (default): degenerate answers leave every corpus and score 0; "
                    "reference_compat: score them like the paper's code")
-    p.add_argument("--tokenizer", choices=TOKENIZERS, default="regex", help="word tokenizer for DSI, novelty, n-grams")
+    p.add_argument("--tokenizer", choices=TOKENIZERS,
+                   help="word tokenizer for DSI, novelty, n-grams (default: regex; spacy in the paper profile)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk embedding cache")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -74,9 +84,10 @@ def run(args: argparse.Namespace) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
-    config = ScoringConfig(
-        embedder=args.embedder, lm=args.lm, reward_model=args.reward_model, degenerate=args.degenerate,
-        tokenizer=args.tokenizer, embedding_cache=not args.no_cache, progress=not args.quiet,
+    config = profile_config(
+        args.profile, embedder=args.embedder, lm=args.lm, reward_model=args.reward_model,
+        trust_remote_code=args.trust_remote_code, degenerate=args.degenerate, tokenizer=args.tokenizer,
+        embedding_cache=not args.no_cache, progress=not args.quiet,
     )
     metrics = args.metrics or default_metrics(config)
     if not args.metrics and any(r.get("item") is None and r.get("prompt") is None for r in rows):
@@ -95,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
     fields = [f for m in metrics for f in METRIC_FIELDS[m]]
     summary = summarize(scored, fields, lambda r: r.get("task") or "-",
-                        include_degenerate=args.degenerate == "reference_compat")
+                        include_degenerate=config.degenerate == "reference_compat")
     table = [[task, s["n"], s["degenerate"], *(s[f] for f in fields)] for task, s in sorted(summary.items())]
     print(tabulate(table, headers=["task", "n", "degenerate", *fields], floatfmt=".4f", missingval="-"))
     print(f"wrote {len(scored)} rows to {args.output}", file=sys.stderr)

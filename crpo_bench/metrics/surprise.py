@@ -1,10 +1,19 @@
-"""Surprise: mean negative log-likelihood of the response tokens under a causal LM.
+"""Surprise: mean negative log-likelihood (nats per token) under a causal LM.
 
-The response is conditioned on the chat-formatted prompt (the user turn plus the
-assistant header, exactly what the model sees before it starts answering) and only
-the response's own tokens are scored: template and prompt tokens are context, never
-counted, and no second BOS is added (the template's text already carries one where
-the model wants it). perplexity = exp(surprise).
+Two scopes, one batching loop (`mean_token_nll`):
+
+- `response` (our definition, the default): the response is conditioned on the
+  chat-formatted prompt (the user turn plus the assistant header, exactly what the
+  model sees before it starts answering) and only the response's own tokens are
+  scored: template and prompt tokens are context, never counted, and no second BOS is
+  added (the template's text already carries one where the model wants it).
+- `whole_chat` (the CrPO paper's code): the whole chat [user prompt, assistant
+  response] rendered by the chat template (no generation prompt), BOS prepended even
+  where the template already starts with one, and every predicted token counted:
+  template markers, prompt and response. Without a chat template the text is
+  "{prompt}\\n{response}".
+
+perplexity = exp(surprise) in both.
 """
 
 from __future__ import annotations
@@ -12,6 +21,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+SCOPES = ("response", "whole_chat")
 
 
 def context_and_response_ids(tokenizer, prompt: str | None, response: str) -> tuple[list[int], list[int]]:
@@ -31,23 +42,61 @@ def context_and_response_ids(tokenizer, prompt: str | None, response: str) -> tu
     return list(context_ids), list(response_ids)
 
 
+def whole_chat_ids(tokenizer, prompt: str | None, response: str) -> list[int]:
+    """Token ids of the chat as the paper scores it: its text tokenized without special
+    tokens, then BOS prepended (the paper's add_start_token), so templates that begin
+    with BOS get two, as they do there."""
+    if prompt is None:
+        # The paper always has a prompt; an assistant turn alone is refused by templates
+        # that insist on user first (Gemma's), so the response is scored as plain text.
+        text = response
+    elif getattr(tokenizer, "chat_template", None):
+        chat = [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}]
+        text = tokenizer.apply_chat_template(chat, tokenize=False)
+    else:
+        text = f"{prompt}\n{response}"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    # A tokenizer without BOS (the paper's code would stop here): the first token is context.
+    return ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + list(ids)
+
+
 def response_nll(model, tokenizer, prompts: list[str | None], responses: list[str],
                  max_tokens_per_batch: int = 2048, progress: bool = False) -> np.ndarray:
-    """Mean NLL per response token (nats); NaN for a response with no scored token.
-
-    The token budget bounds memory: the logits alone are budget x vocabulary floats
-    (2048 x 49152 x 4 bytes = 400 MB for SmolLM2).
-    """
-    import torch
-    from tqdm.auto import tqdm
-
+    """Mean NLL per response token (nats); NaN for a response with no scored token."""
     encoded = [context_and_response_ids(tokenizer, p, r) for p, r in zip(prompts, responses)]
-    max_len = getattr(model.config, "max_position_embeddings", None) or 10**9
+    max_len = _max_length(model)
     sequences, first_scored = [], []
     for context, response in encoded:
         ids = (context + response)[-max_len:]  # keep the response; drop old context
         sequences.append(ids)
         first_scored.append(max(len(ids) - len(response), 1))
+    return mean_token_nll(model, tokenizer, sequences, first_scored, max_tokens_per_batch, progress)
+
+
+def whole_chat_nll(model, tokenizer, prompts: list[str | None], responses: list[str],
+                   max_tokens_per_batch: int = 2048, progress: bool = False) -> np.ndarray:
+    """Mean NLL per predicted token of the whole chat (nats): the paper's surprise, whose
+    exp is the paper's perplexity. NaN when the chat has fewer than two tokens."""
+    max_len = _max_length(model)
+    # Keep the start (BOS, template, prompt): the paper scores the chat from its beginning.
+    sequences = [whole_chat_ids(tokenizer, p, r)[:max_len] for p, r in zip(prompts, responses)]
+    return mean_token_nll(model, tokenizer, sequences, [1] * len(sequences), max_tokens_per_batch, progress)
+
+
+NLL_FUNCTIONS = {"response": response_nll, "whole_chat": whole_chat_nll}
+
+
+def mean_token_nll(model, tokenizer, sequences: list[list[int]], first_scored: list[int],
+                   max_tokens_per_batch: int = 2048, progress: bool = False) -> np.ndarray:
+    """Per sequence, the mean NLL of its tokens from index first_scored[i] on (each
+    predicted from all tokens before it); NaN where no token is scored.
+
+    Sequences are batched by length under a token budget, which bounds memory: the
+    logits alone are budget x vocabulary floats (2048 x 49152 x 4 bytes = 400 MB for
+    SmolLM2).
+    """
+    import torch
+    from tqdm.auto import tqdm
 
     nll = np.full(len(sequences), np.nan)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
@@ -64,19 +113,23 @@ def response_nll(model, tokenizer, prompts: list[str | None], responses: list[st
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
             for row, i in enumerate(batch):
-                ids[row, : len(sequences[i])] = torch.tensor(sequences[i])
+                ids[row, : len(sequences[i])] = torch.tensor(sequences[i], dtype=torch.long)
                 mask[row, : len(sequences[i])] = 1
             logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
             # position t predicts token t+1
             token_nll = torch.nn.functional.cross_entropy(
                 logits[:, :-1].transpose(1, 2).float(), ids[:, 1:].to(dev), reduction="none")
             for row, i in enumerate(batch):
-                scored = token_nll[row, first_scored[i] - 1 : len(sequences[i]) - 1]  # the response tokens
+                scored = token_nll[row, first_scored[i] - 1 : len(sequences[i]) - 1]
                 if scored.numel():
                     nll[i] = scored.mean().item()
             bar.update(len(batch))
             start = end
     return nll
+
+
+def _max_length(model) -> int:
+    return getattr(model.config, "max_position_embeddings", None) or 10**9
 
 
 def perplexity(surprise: float) -> float:
