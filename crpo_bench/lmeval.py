@@ -145,13 +145,17 @@ class PooledDecodingTask(ConfigurableTask):
         self.decoding = list((self.config.metadata or {}).get("decoding") or [])
         if not self.decoding:
             raise ValueError(f"{self.config.task}: metadata.decoding lists no decoding settings")
+        # the YAML's generation_kwargs, before lm-eval lays --gen_kwargs over them
+        self.yaml_generation = dict(self.config.generation_kwargs or {})
 
     def construct_requests(self, doc: dict, ctx, **kwargs):
         request = super().construct_requests(doc, ctx, **kwargs)
         context, generation = request.arguments[0], request.arguments[1]
+        # a value the user set with --gen_kwargs wins over every setting's
+        user = {k: v for k, v in generation.items() if self.yaml_generation.get(k, object()) != v}
         # fresh resps lists: dataclasses.replace would share the one list of `request`
-        return [dataclasses.replace(request, arguments=(context, {**generation, **setting}), idx=k, resps=[],
-                                    filtered_resps={}) for k, setting in enumerate(self.decoding)]
+        return [dataclasses.replace(request, arguments=(context, {**generation, **setting, **user}), idx=k,
+                                    resps=[], filtered_resps={}) for k, setting in enumerate(self.decoding)]
 
 
 NOVELTYBENCH_HUB_ID = "yimingzhang/novelty-bench"

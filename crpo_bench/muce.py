@@ -241,10 +241,11 @@ def load_rows(source: str | None = None, splits=SPLITS, config: str | None = Non
     return [r for r in rows if r["split"] in splits]
 
 
-def read_rated(source: str | Path, split: str = "train", config: str | None = None) -> list[dict]:
-    """Human-rated rows in MuCE's schema from an ocsai file (all of split `split`), a local
-    MuCE file or folder in either layout, or "hub" (every split; `config` names a hub
-    configuration); only rows with a numeric score are kept."""
+def read_rated(source: str | Path, split: str | None = None, config: str | None = None) -> list[dict]:
+    """Human-rated rows in MuCE's schema from an ocsai file (all of split `split`, default
+    train), a local MuCE file or folder in either layout, or "hub" (`config` names a hub
+    configuration); for MuCE data, `split` keeps that split only (None: every split). Only
+    rows with a numeric score are kept."""
     if str(source) == "hub":
         rows = load_rows(None, config=config)
     else:
@@ -254,7 +255,13 @@ def read_rated(source: str | Path, split: str = "train", config: str | None = No
             with path.open(encoding="utf-8") as f:
                 first = f.readline()
         is_ocsai = path.suffix == ".jsonl" and first.strip() and {"prompt", "completion"} <= set(json.loads(first))
-        rows = read_ocsai(path, split) if is_ocsai else read_table(path)
+        if is_ocsai:
+            return _scored(read_ocsai(path, split or "train"))
+        rows = read_table(path)
+    return _scored([r for r in rows if split is None or r["split"] == split])
+
+
+def _scored(rows: list[dict]) -> list[dict]:
     rated = []
     for r in rows:
         try:

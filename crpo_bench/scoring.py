@@ -281,11 +281,26 @@ class Scorer:
                 row["semantic_distance"] = float(d)
         if "originality" in metrics:
             model = _load_originality(self.config.originality_model)
-            n_words = [len(text.word_sequence(r, self.config.tokenizer)) for r in responses]
-            slugs = [muce.task_slug(t.removeprefix("muce_")) if t else "" for t in tasks]
+            a, p = self._originality_inputs(model, list(responses), list(items), a, p)
+            n_words = [len(text.word_sequence(r, "regex")) for r in responses]  # as in its training
+            slugs = [muce.task_slug(t.removeprefix("muce_"), strict=False) if t else "" for t in tasks]
             X = originality.features(a, p, slugs, model.task_names, n_words)
             for row, kind, value in zip(rows, kinds, model.predict(X)):
                 row["originality"] = originality.SCORE_RANGE[0] if kind in text.WORDLESS else float(value)
+
+    def _originality_inputs(self, model, responses, items, a, p):
+        """Answer and item embeddings from the embedder the originality model was trained on
+        (its card), whichever embedder this scorer uses for the other metrics (jina under the
+        paper profile): its features mean nothing in another embedding space."""
+        trained_on = model.card.get("embedder", models.DEFAULT_EMBEDDER)
+        mine = self.config.embedder or models.DEFAULT_EMBEDDER
+        if mine == trained_on or {mine, trained_on} <= models.EMBEDDER_ALIASES:
+            return a, p
+        if getattr(self, "_originality_scorer", None) is None:
+            self._originality_scorer = Scorer(dataclasses.replace(self.config, embedder=trained_on))
+        side = self._originality_scorer
+        return (side.embed(responses, "embedding texts", self.config.text_batch_size),
+                side.embed(items, "embedding items", self.config.text_batch_size))
 
     def _ngrams(self, responses, members, in_corpus, rows, corpora) -> None:
         sequences = [text.word_sequence(r, self.config.tokenizer) for r in responses]

@@ -140,17 +140,17 @@ def test_dead_server_gives_a_clear_error(tmp_path, muce_file):
 
 def test_resume_skips_finished_pairs(tmp_path, muce_file, tiny_lm_folder):
     out = tmp_path / "results"
-    args = ["--model", f"tiny={tiny_lm_folder}", "--tasks", "muce_aut", "muce_aut_t07k50", *common(muce_file, out)[2:]]
+    args = ["--model", f"tiny={tiny_lm_folder}", "--tasks", "muce_aut", "muce_aut_16", *common(muce_file, out)[2:]]
     first = crpo_bench_run(args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-4000:]
     done = {p.name: p.stat().st_mtime_ns for p in (out / "tiny").glob("*.json")}
-    assert set(done) == {"muce_aut.json", "muce_aut_t07k50.json"}
-    (out / "tiny" / "muce_aut_t07k50.json").unlink()  # as if the run had stopped before this pair
+    assert set(done) == {"muce_aut.json", "muce_aut_16.json"}
+    (out / "tiny" / "muce_aut_16.json").unlink()  # as if the run had stopped before this pair
     second = crpo_bench_run(args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr[-4000:]
     assert f"skip tiny / muce_aut: done" in second.stdout and "1 pair(s) run, 1 skipped" in second.stdout
     assert (out / "tiny" / "muce_aut.json").stat().st_mtime_ns == done["muce_aut.json"]
-    assert (out / "tiny" / "muce_aut_t07k50.json").is_file()
+    assert (out / "tiny" / "muce_aut_16.json").is_file()
 
 
 def test_chat_template_by_default_and_raw_prompts_on_request(tmp_path, muce_file, tiny_lm_folder):

@@ -111,8 +111,9 @@ def test_every_task_type_has_a_plain_and_a_pooled_yaml():
         folder = Path(__file__).resolve().parents[1] / "tasks" / "muce"
     base = load_yaml(folder / "_muce_template.yaml", resolve_func=False)
     pooled = load_yaml(folder / "_muce_16_template.yaml", resolve_func=False)
-    assert {k: base["generation_kwargs"][k] for k in ("temperature", "top_p", "top_k", "seed", "max_gen_toks")} == {
-        "temperature": 0.7, "top_p": 0.95, "top_k": 0, "seed": None, "max_gen_toks": 1024}
+    assert {k: base["generation_kwargs"][k] for k in ("temperature", "top_p", "seed", "max_gen_toks")} == {
+        "temperature": 0.7, "top_p": 0.95, "seed": None, "max_gen_toks": 1024}
+    assert not {"top_k", "typical_p"} & set(base["generation_kwargs"])  # API models refuse them
     assert [(d["temperature"], d["top_p"], d["top_k"]) for d in pooled["metadata"]["decoding"]] == [
         (0.7, 0.95, 0), (0.9, 0.99, 0), (0.7, 1.0, 50), (0.8, 0.97, 0)]
     assert pooled["metadata"]["corpus"] == "prompt"

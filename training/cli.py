@@ -61,10 +61,11 @@ def read_sources(specs: list[str], config: str | None = None) -> list[dict]:
 
     rows = []
     for spec in specs:
-        split, _, source = spec.rpartition("=") if "=" in spec else ("train", "", spec)
+        # SPLIT=SOURCE: an ocsai file's split, or the one split kept of MuCE data; else every split
+        split, _, source = spec.rpartition("=") if "=" in spec else ("", "", spec)
         if source != "hub" and not Path(source).exists():
             raise FileNotFoundError(f"--data {spec}: {source} does not exist")
-        rows += muce.read_rated(source, split or "train", config=config)
+        rows += muce.read_rated(source, split or None, config=config)
     return rows
 
 
