@@ -83,3 +83,20 @@ def test_the_pooled_sixteen_are_the_corpus_of_novelty_and_diversity(paper_run, e
         assert reported["novelty,samples"] == pytest.approx(np.mean(novelty), abs=1e-5), task
         assert reported["diversity,samples"] == pytest.approx(np.mean(diversity), abs=1e-5), task
         assert reported["prompt_novelty,samples"] == pytest.approx(reported["novelty,samples"], abs=1e-9)
+
+
+def test_gen_kwargs_from_the_command_line_win_over_every_setting(tmp_path):
+    """lm-eval lays --gen_kwargs over the task's generation_kwargs after building it; the
+    pooled task must keep those values in all four requests, and its settings elsewhere."""
+    from crpo_bench import bench
+
+    data = write_jsonl(tmp_path / "muce_raw.jsonl", raw_rows())
+    manager = bench.task_manager({"muce_data": str(data), "lm": "none"})
+    task = manager.load(["muce_aut_16"])["tasks"]["muce_aut_16"]
+    task.set_config(key="generation_kwargs", value={"temperature": 1.0, "max_gen_toks": 7}, update=True)
+    doc = task.test_docs()[0]
+    requests = task.construct_requests(doc, doc["prompt"], metadata=("muce_aut_16", 0, 4))
+    sent = [r.arguments[1] for r in requests]
+    assert [(s["temperature"], s["top_p"], s["top_k"], s["max_gen_toks"]) for s in sent] == [
+        (1.0, 0.95, 0, 7), (1.0, 0.99, 0, 7), (1.0, 1.0, 50, 7), (1.0, 0.97, 0, 7)]
+    assert [r.idx for r in requests] == [0, 1, 2, 3] and len({id(r.resps) for r in requests}) == 4
