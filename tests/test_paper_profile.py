@@ -324,3 +324,32 @@ def test_cli_paper_profile_offline_names_the_papers_embedder(tmp_path):
     assert f"cannot load sentence embedder '{PAPER_EMBEDDER}'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert elapsed < 120  # imports only: no download retries
+
+
+class _HashEmbedder:
+    """A stand-in for another embedding space (jina's is 1024-d): 8-d vectors from a hash."""
+
+    key, dimension = "hash-8d", 8
+
+    def encode(self, texts, progress=False, desc="", batch_size=32):
+        import hashlib
+
+        import numpy as np
+
+        rows = [np.frombuffer(hashlib.sha256(t.encode()).digest()[:8], dtype=np.uint8).astype(np.float32) + 1
+                for t in texts]
+        return np.stack(rows) if rows else np.zeros((0, 8), dtype=np.float32)
+
+
+def test_originality_keeps_the_embedder_it_was_trained_on(embedder, isolated_cache):
+    """Under another embedder (the paper profile's jina), semantic_distance uses that space,
+    originality the MiniLM space its ridge model was fitted in: the same values as offline."""
+    from crpo_bench.scoring import Scorer, ScoringConfig
+
+    answers, items = ["grind it into red pigment for a mural", "a doorstop"], ["brick", "brick"]
+    offline = Scorer(ScoringConfig(cache_path=isolated_cache), embedder=embedder).score(
+        answers, items=items, tasks=["aut", "aut"], metrics=["originality", "semantic_distance"]).rows
+    other = Scorer(ScoringConfig(embedder="hash-8d", cache_path=isolated_cache), embedder=_HashEmbedder()).score(
+        answers, items=items, tasks=["aut", "aut"], metrics=["originality", "semantic_distance"]).rows
+    assert [r["originality"] for r in other] == pytest.approx([r["originality"] for r in offline], abs=1e-9)
+    assert [r["semantic_distance"] for r in other] != pytest.approx([r["semantic_distance"] for r in offline])
