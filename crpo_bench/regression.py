@@ -8,6 +8,10 @@ A metric regresses when it moves in its bad direction by more than
 max(abs, rel * |baseline|) (tolerance of the metric's name, else "default"); where the
 direction is unknown, any move beyond the tolerance counts. A metric in the baseline
 that the results lack regresses too (a run that stopped measuring it).
+
+Two-sided (`--two-sided`, CI's gate on the fixed, seeded demo): a move beyond tolerance in
+either direction fails, status "moved" for a move in the good direction, because there any
+change of a metric is a change of behaviour (a metric inflated by a bug looks "better").
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ class Comparison:
     baseline: float
     value: float | None
     allowed: float
-    status: str  # "ok", "better", "regressed", "missing"
+    status: str  # "ok", "better", "regressed", "missing"; "moved" (better, under the two-sided check)
 
 
 def read_baseline(path: str | Path) -> dict:
@@ -50,7 +54,10 @@ def tolerance_for(metric: str, tolerances: dict) -> dict:
     return {**DEFAULT_TOLERANCE, **tolerances.get("default", {}), **tolerances.get(metric, {})}
 
 
-def compare(entries: list[Entry], baseline: dict) -> list[Comparison]:
+FAILING = ("regressed", "missing", "moved")
+
+
+def compare(entries: list[Entry], baseline: dict, two_sided: bool = False) -> list[Comparison]:
     current = {f"{e.model}/{e.task}/{e.metric}": e for e in entries}
     out = []
     for key, spec in sorted(baseline["metrics"].items()):
@@ -64,7 +71,9 @@ def compare(entries: list[Entry], baseline: dict) -> list[Comparison]:
         higher = spec.get("higher_is_better", e.higher_is_better)
         change = e.value - base
         worse = -change if higher is True else change if higher is False else abs(change)
-        status = "regressed" if worse > allowed else "better" if higher is not None and -worse > allowed else "ok"
+        status = "regressed" if worse > allowed else "ok"
+        if status == "ok" and abs(change) > allowed:
+            status = "moved" if two_sided else "better" if higher is not None else "ok"
         out.append(Comparison(key, base, e.value, allowed, status))
     return out
 

@@ -104,6 +104,24 @@ def test_check_exit_codes(tmp_path):
     assert cli("check", "--baseline", baseline, "--results", tmp_path / "none", cwd=tmp_path).returncode == 2
 
 
+def test_two_sided_check_fails_on_an_inflated_metric(tmp_path):
+    """A bug that inflates novelty by 50% passes the one-sided check and fails the two-sided one."""
+    results = write_results(tmp_path / "results")
+    baseline = tmp_path / "baseline.json"
+    assert cli("check", "--baseline", baseline, "--results", results, "--update", cwd=tmp_path).returncode == 0
+    inflated = json.loads(json.dumps(FIXTURE))
+    inflated["crpo"][1]["novelty"] = [0.130 * 1.5, 0.005]
+    inflated["gpt-4o"][1]["diversity"] = [0.70 * 1.01, 0.02]  # within the 2% tolerance either way
+    write_results(results, inflated)
+    one_sided = cli("check", "--baseline", baseline, "--results", results, cwd=tmp_path)
+    assert one_sided.returncode == 0 and "1 metric(s) improved beyond tolerance" in one_sided.stdout
+    two_sided = cli("check", "--baseline", baseline, "--results", results, "--two-sided", cwd=tmp_path)
+    assert two_sided.returncode == 1
+    assert "REGRESSION: 1 of 9 metric(s) moved further than" in two_sided.stderr
+    assert "crpo/muce_aut/novelty" in two_sided.stderr and "moved" in two_sided.stderr
+    assert "gpt-4o/muce_aut/diversity" not in two_sided.stderr
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 

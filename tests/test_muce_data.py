@@ -136,3 +136,16 @@ def test_muce_any_takes_its_task_type_from_metadata(tmp_path):
         lmeval.muce_dataset(task_name="muce_any", muce_task="humor", muce_data=str(path))
     with pytest.raises(ValueError, match="muce_any: say which MuCE task type"):
         lmeval.muce_dataset(task_name="muce_any", muce_data=str(path))
+
+
+def test_regenerating_the_task_yamls_changes_nothing(tmp_path):
+    import importlib.util
+
+    folder = Path(__file__).resolve().parents[1] / "tasks" / "muce"
+    spec = importlib.util.spec_from_file_location("generate_configs", folder / "_generate_configs.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    generator.main(tmp_path)
+    generated = {p.name: p.read_text() for p in tmp_path.glob("*.yaml")}
+    committed = {p.name: p.read_text() for p in folder.glob("*.yaml") if not p.name.endswith("_template.yaml")}
+    assert generated == committed  # rerun tasks/muce/_generate_configs.py after changing muce.TASKS

@@ -1,5 +1,6 @@
 """`crpo-bench check`: exit 0 when no metric regressed against the baseline, 1 when one
-did (with a table of them), 2 when the results or the baseline cannot be used."""
+did (with a table of them; with --two-sided, also when one moved beyond tolerance the good
+way), 2 when the results or the baseline cannot be used."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--baseline", required=True, help="baseline JSON file")
     p.add_argument("--results", default="leaderboard/results", help="results folder (default leaderboard/results)")
     p.add_argument("--update", action="store_true", help="write the current results as the new baseline")
+    p.add_argument("--two-sided", action="store_true",
+                   help="fail on a move beyond tolerance in either direction (fixed, seeded runs such as CI's demo)")
 
 
 def _rows(comparisons) -> list[list[str]]:
@@ -45,15 +48,16 @@ def run(args) -> int:
     except ValueError as err:
         print(f"crpo-bench check: error: {err}", file=sys.stderr)
         return 2
-    results = regression.compare(entries, baseline)
-    bad = [c for c in results if c.status in ("regressed", "missing")]
+    results = regression.compare(entries, baseline, two_sided=args.two_sided)
+    bad = [c for c in results if c.status in regression.FAILING]
     better = [c for c in results if c.status == "better"]
     header = ["metric", "baseline", "now", "change", "allowed", "status"]
     if better:
         print(f"{len(better)} metric(s) improved beyond tolerance:")
         print(tabulate(_rows(better), header, tablefmt="github"))
     if bad:
-        print(f"REGRESSION: {len(bad)} of {len(results)} metric(s) got worse than {args.baseline} allows:",
+        what = "moved further" if args.two_sided else "got worse"
+        print(f"REGRESSION: {len(bad)} of {len(results)} metric(s) {what} than {args.baseline} allows:",
               file=sys.stderr)
         print(tabulate(_rows(bad), header, tablefmt="github"), file=sys.stderr)
         return 1

@@ -36,20 +36,20 @@ def group(name: str, tasks: list[str], comment: str) -> str:
     return f"{HEADER}# {comment}\ngroup: {name}\ntask:\n" + "".join(f"  - {t}\n" for t in tasks)
 
 
-def main() -> None:
-    for old in HERE.glob("muce_*.yaml"):
+def main(folder: Path = HERE) -> None:
+    for old in folder.glob("muce_*.yaml"):
         old.unlink()
     for slug, name in TASK_NAMES.items():
-        (HERE / f"muce_{slug}.yaml").write_text(HEADER + PLAIN.format(slug=slug, name=name))
-        (HERE / f"muce_{slug}_16.yaml").write_text(HEADER + POOLED.format(slug=slug, name=name))
-    (HERE / "muce_any.yaml").write_text(HEADER + ANY.format(suffix="", template="", cls=""))
-    (HERE / "muce_any_16.yaml").write_text(HEADER + ANY.format(
+        (folder / f"muce_{slug}.yaml").write_text(HEADER + PLAIN.format(slug=slug, name=name))
+        (folder / f"muce_{slug}_16.yaml").write_text(HEADER + POOLED.format(slug=slug, name=name))
+    (folder / "muce_any.yaml").write_text(HEADER + ANY.format(suffix="", template="", cls=""))
+    (folder / "muce_any_16.yaml").write_text(HEADER + ANY.format(
         suffix="_16", template="_16", cls="class: !function crpo_bench.lmeval.PooledDecodingTask\n"))
-    (HERE / "_muce.yaml").write_text(group("muce", [f"muce_{s}" for s in TASK_NAMES],
+    (folder / "_muce.yaml").write_text(group("muce", [f"muce_{s}" for s in TASK_NAMES],
                                            "every MuCE task type, one decoding setting, 4 samples per prompt"))
-    (HERE / "_muce_16.yaml").write_text(group("muce_16", [f"muce_{s}_16" for s in TASK_NAMES],
+    (folder / "_muce_16.yaml").write_text(group("muce_16", [f"muce_{s}_16" for s in TASK_NAMES],
                                               "every MuCE task type, the paper's 16 pooled samples per prompt"))
-    (HERE / "_muce_paper.yaml").write_text(group(
+    (folder / "_muce_paper.yaml").write_text(group(
         "muce_paper", [f"muce_{s}_16" for s in PAPER_TASKS],
         "the CrPO paper's evaluation: its 7 tasks, 16 pooled samples per prompt, one corpus per prompt"))
 
