@@ -36,7 +36,7 @@ from lm_eval.api.task import ConfigurableTask
 from . import muce, noveltybench
 from .metrics.ngrams import NGRAM_ORDERS
 from .muce_prompts import user_prompt
-from .scoring import METRIC_FIELDS, NO_MODEL, Scorer, ScoringConfig, profile_config
+from .scoring import METRIC_FIELDS, NO_MODEL, Scorer, ScoringConfig, counted_mean, profile_config
 
 log = logging.getLogger("crpo_bench.lmeval")
 
@@ -330,8 +330,10 @@ def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dic
         rows = [i for i, o in enumerate(owner) if o == k]
         labels = noveltybench.partition(gens, equivalent)
         values = {"distinct": max(labels) + 1,
-                  "prompt_novelty": float(np.mean([semantic[i]["novelty"] for i in rows])),
-                  "prompt_diversity": float(np.mean([semantic[i]["diversity"] for i in rows]))}
+                  "prompt_novelty": _nan_if_none(counted_mean([semantic[i] for i in rows], "novelty",
+                                                              scorer.config.degenerate)),
+                  "prompt_diversity": _nan_if_none(counted_mean([semantic[i] for i in rows], "diversity",
+                                                                scorer.config.degenerate))}
         if rewards is not None:
             ratings = [noveltybench.rating(rewards[i]["quality"]) for i in rows]
             values["utility"] = noveltybench.utility(noveltybench.generation_scores(labels, ratings),
@@ -340,10 +342,19 @@ def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dic
     return out
 
 
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
 def noveltybench_values(items: list, per_prompt: dict) -> dict[str, float]:
-    """Means over prompts of the per-prompt values."""
+    """Means over prompts of the per-prompt values (a prompt whose generations are all
+    degenerate has no novelty or diversity and is left out of those two)."""
     rows = [per_prompt[(prompt, gens)] for _, prompt, gens, *_ in items]
-    return {m: float(np.mean([r[m] for r in rows])) for m in rows[0]}
+    out = {}
+    for m in rows[0]:
+        known = [r[m] for r in rows if not np.isnan(r[m])]
+        out[m] = float(np.mean(known)) if known else float("nan")
+    return out
 
 
 @functools.lru_cache(maxsize=16)

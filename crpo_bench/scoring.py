@@ -313,6 +313,16 @@ class Scorer:
                 corpora[cid][f"ngram_diversity_{n}"] = ngrams.corpus_ngram_diversity(kept, n)
 
 
+def counted_mean(rows: list[dict], field: str, degenerate: str = "exclude") -> float | None:
+    """The mean of a per-answer field over the answers that count, the one rule of every
+    summary (MuCE tasks, NoveltyBench, reports): degenerate answers are left out under the
+    `exclude` policy (their 0 is a floor, not a measurement) and counted under
+    `reference_compat`. None when no answer counts."""
+    values = [r[field] for r in rows
+              if (r.get("degenerate") is None or degenerate == "reference_compat") and r.get(field) is not None]
+    return float(np.mean(values)) if values else None
+
+
 def _num(value: float) -> float | None:
     """JSON-safe float: NaN (undefined) becomes None."""
     return None if value is None or math.isnan(value) else float(value)

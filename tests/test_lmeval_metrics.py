@@ -160,3 +160,20 @@ def test_the_paper_profile_reaches_the_tasks_scorer(monkeypatch):
     assert (offline.embedder, offline.tokenizer, offline.trust_remote_code) == (None, "regex", False)
     with pytest.raises(ValueError, match="profile 'exact'"):
         lmeval.resolve_settings({"profile": "exact"})
+
+
+def test_prompt_novelty_has_one_degenerate_rule_for_muce_and_noveltybench(monkeypatch):
+    """Degenerate answers ("" and a one-word answer) are left out of prompt_novelty and
+    prompt_diversity in both kinds of task: the same answers give the same values."""
+    monkeypatch.setitem(lmeval._task_settings, "nb1", {**lmeval.resolve_settings({"lm": "none"}),
+                                                       "kind": "noveltybench"})
+    monkeypatch.setitem(lmeval._task_settings, "mu1", lmeval.resolve_settings({"lm": "none"}))
+    answers = ("Hollow it out as a planter.", "Grind it into red pigment.", "", "Doorstop.", "Build a tiny oven.")
+    nb = [("nb1", "Uses for a brick?", answers, "Uses for a brick?", "")]
+    mu = [("mu1", "Uses for a brick?", answers, "brick", "aut")]
+    rows = Scorer(ScoringConfig()).score(list(answers), metrics=["novelty", "diversity"]).rows
+    assert [r["degenerate"] for r in rows] == [None, None, "empty", "one_word", None]
+    for metric, field in (("prompt_novelty", "novelty"), ("prompt_diversity", "diversity")):
+        want = mean_over_real(rows, field)
+        assert lmeval.AGGREGATIONS[metric](nb) == pytest.approx(want, abs=1e-12), metric
+        assert lmeval.AGGREGATIONS[metric](mu) == pytest.approx(want, abs=1e-12), metric

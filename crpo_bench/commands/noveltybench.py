@@ -26,6 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import noveltybench as nb
+from ..scoring import counted_mean
 from ..jsonl import InputError, read_jsonl
 
 SETTINGS_FILE = "noveltybench_settings.json"
@@ -130,6 +131,11 @@ def score_record(partition_row: dict, ratings: list[int] | None, patience: float
     return record
 
 
+def _mean_of_known(values: list) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
+
+
 def summarize(scores: list[dict], with_utility: bool) -> dict:
     """summary.json's values: the reference's `mean_distinct` (classes per prompt, averaged;
     the reference averages len(partition_scores), one entry per class) and `mean_utility`."""
@@ -141,8 +147,8 @@ def summarize(scores: list[dict], with_utility: bool) -> dict:
         # Our earlier names for the same two values, still read by tests/test_lmeval_cli.py.
         "distinct": mean_distinct,
         "utility": mean_utility,
-        "novelty": float(np.mean([r["novelty"] for r in scores])),
-        "diversity": float(np.mean([r["diversity"] for r in scores])),
+        "novelty": _mean_of_known([r["novelty"] for r in scores]),
+        "diversity": _mean_of_known([r["diversity"] for r in scores]),
         "num_prompts": len(scores),
         "distinct_means": "number of equivalence classes per prompt, averaged (partitions.jsonl's "
                           "`distinct` is classes - 1, as in the reference files)",
@@ -188,8 +194,8 @@ def run(args: argparse.Namespace) -> int:
                 rewards = scorer.score(gens, prompts=[row["prompt"]] * len(gens), metrics=["quality"]).rows
                 ratings = [nb.rating(r["quality"]) for r in rewards]
             record = score_record(partitions[row["id"]], ratings, args.patience)
-            record["novelty"] = sum(r["novelty"] for r in semantic) / len(semantic)
-            record["diversity"] = sum(r["diversity"] for r in semantic) / len(semantic)
+            record["novelty"] = counted_mean(semantic, "novelty")  # None: every generation degenerate
+            record["diversity"] = counted_mean(semantic, "diversity")
             append(scores_path, record)
 
     scores = [r for _, r in read_jsonl(scores_path) if r["id"] in {row["id"] for row in rows}]
