@@ -125,3 +125,13 @@ def test_correlations_equal_scipy():
     x[:5] = x[5]  # ties: average ranks
     assert correlation(x, y, "spearman") == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
     assert correlation(x, y, "pearson") == pytest.approx(stats.pearsonr(x, y).statistic, abs=1e-12)
+
+
+def test_validate_conditions_surprise_on_the_task_instruction():
+    from crpo_bench.commands.validate import task_instructions
+
+    rows = [{"TasksNamesFull": "Alternate Uses of Objects Task", "Dataset": "ocsai", "Prompt": "brick"},
+            {"TasksNamesFull": "Sentence Completion", "Dataset": "ocsai", "Prompt": "The door opened and"}]
+    assert task_instructions(rows) == [
+        "Come up with an original and creative use for the following object: brick",
+        "Finish the sentence with an original and creative ending: The door opened and."]

@@ -25,8 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from ..originality_training import train
     from ..scoring import Scorer, ScoringConfig
 
-    train_rows = muce.read_rated(args.data, "train")
-    val_rows = muce.read_rated(args.val, "val") if args.val else None
+    # from the hub, MuCE's train and val splits; a local file is used whole
+    train_rows = muce.read_rated(args.data, "train" if args.data == "hub" else None)
+    val_rows = muce.read_rated(args.val, "val" if args.val == "hub" else None) if args.val else None
     scorer = Scorer(ScoringConfig(embedder=args.embedder, progress=True))
     model = train(train_rows, val_rows, scorer, ridge=args.ridge, data_name=Path(args.data).name)
     model.save(args.out)

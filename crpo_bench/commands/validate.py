@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from ..scoring import Scorer, ScoringConfig
     from ..validity import validity
 
-    rows = muce.read_rated(args.data, "val")
+    rows = muce.read_rated(args.data, "val" if args.data == "hub" else None)  # a local file is used whole
     if not rows:
         raise ValueError(f"{args.data}: no rated answers")
     answers = [str(r["Response"]) for r in rows]
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     scorer = Scorer(ScoringConfig(embedder=args.embedder, lm=args.lm, originality_model=args.originality_model,
                                   progress=True))
     metrics = [m for m in args.scorers if m != "length"]
-    prompts = [f"{t}: {i}" for t, i in zip(tasks, items)]
+    prompts = task_instructions(rows)
     # corpus = the answers to one item of one task, as in the paper's per-prompt scope
     result = scorer.score(answers, corpus_ids=list(zip(tasks, items)), prompts=prompts, metrics=metrics,
                           items=items, tasks=tasks)
@@ -76,3 +76,11 @@ def plot(stats: dict, path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def task_instructions(rows: list[dict]) -> list[str]:
+    """What the tasks ask each rated answer's model: the paper's instruction for the row, so
+    the surprise validated here is the surprise the tasks report."""
+    from .. import muce
+
+    return [muce.row_full_prompt(r) or str(r["Prompt"]) for r in rows]
