@@ -136,8 +136,9 @@ def write_pair(out: Path, spec: ModelSpec, task: str, evaluation: dict) -> Path:
     from lm_eval.utils import handle_non_serializable
 
     samples = evaluation.pop("samples", {}) or {}
+    card = ((evaluation.get("configs", {}).get(task) or {}).get("metadata") or {}).get("card")
     evaluation["crpo_bench"] = {"model": spec.name, "kind": spec.kind, "baseline": spec.baseline, "task": task,
-                                "model_args": dict(spec.model_args)}
+                                "model_args": dict(spec.model_args), "card": card}
     path = result_path(out, spec.name, task)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(json.dumps(s, default=handle_non_serializable)) for s in samples.get(task, [])]

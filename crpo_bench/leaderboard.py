@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from .card import METRIC_FIELDS, differences
+
 # The creativity dimensions the table shows, in this order, where a task reports them.
 DIMENSIONS = ("novelty", "diversity", "theme_uniqueness", "surprise", "originality", "semantic_distance",
               "quality", "distinct", "utility")
@@ -35,6 +37,7 @@ class Entry:
     stderr: float | None
     higher_is_better: bool | None
     baseline: bool
+    card: dict | None = None  # the metric card the value was made under (crpo_bench.card)
 
 
 def read_results(folder: str | Path) -> list[Entry]:
@@ -49,6 +52,7 @@ def read_results(folder: str | Path) -> list[Entry]:
             model = meta.get("model", path.parent.name)
             for task, metrics in data["results"].items():
                 better = data.get("higher_is_better", {}).get(task, {})
+                card = meta.get("card") or ((data.get("configs", {}).get(task) or {}).get("metadata") or {}).get("card")
                 for key, value in metrics.items():
                     metric, _, _ = key.partition(",")
                     if metric.endswith("_stderr") or not isinstance(value, (int, float)) or isinstance(value, bool):
@@ -57,12 +61,44 @@ def read_results(folder: str | Path) -> list[Entry]:
                     stderr = float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None
                     if math.isfinite(value):
                         entries.append(Entry(model, task, metric, float(value), stderr, better.get(metric),
-                                             bool(meta.get("baseline", False))))
+                                             bool(meta.get("baseline", False)), card))
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
             raise ResultsError(f"{path}: not an lm-eval results file ({type(err).__name__}: {err})") from None
     if not entries:
         raise ResultsError(f"no results under {folder} (expected <model>/<task>.json from `crpo-bench run`)")
     return entries
+
+
+def separate_incomparable(entries: list[Entry]) -> tuple[list[Entry], list[str]]:
+    """Results of one task made under metric cards that differ in a field that changes a
+    metric are never ranked together: each card gets its own table, named by the fields that
+    differ. Returns the entries (tasks renamed where split) and one note per split task."""
+    cards: dict[str, dict[str, dict | None]] = {}
+    for e in entries:
+        cards.setdefault(e.task, {})[e.model] = e.card
+    rename, notes = {}, []
+    for task, by_model in cards.items():
+        groups: dict[tuple, list[str]] = {}
+        for model, c in by_model.items():
+            key = tuple(json.dumps((c or {}).get(f), sort_keys=True) for f in METRIC_FIELDS) if c else ("no card",)
+            groups.setdefault(key, []).append(model)
+        if len(groups) < 2:
+            continue
+        known = [by_model[models[0]] for models in groups.values() if by_model[models[0]]]
+        fields = sorted({f for a in known for b in known for f in differences(a, b)}, key=METRIC_FIELDS.index)
+        for models in groups.values():
+            c = by_model[models[0]]
+            label = ", ".join(f"{f}={_short((c or {}).get(f))}" for f in fields) if c else "no metric card"
+            rename.update({(task, m): f"{task} [{label}]" for m in models})
+        notes.append(f"{task}: results made under different settings are not ranked together "
+                     f"(they differ in {', '.join(fields) or 'having a metric card'})")
+    out = [Entry(**{**e.__dict__, "task": rename.get((e.task, e.model), e.task)}) for e in entries]
+    return out, notes
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else "..." + text[-37:]
 
 
 def table_metrics(entries: list[Entry], task: str) -> list[str]:
@@ -138,10 +174,10 @@ LEGEND = ("Cells: value ± standard error (rank among models, 1 = best). ▲/▼
           "baseline by more than 2 combined standard errors.")
 
 
-def markdown(entries: list[Entry]) -> str:
+def markdown(entries: list[Entry], notes: list[str] = ()) -> str:
     from tabulate import tabulate
 
-    parts = ["# crpo-bench leaderboard", "", LEGEND, ""]
+    parts = ["# crpo-bench leaderboard", "", LEGEND, "", *(f"Note: {n}." for n in notes), *([""] if notes else [])]
     for task, (header, rows) in task_tables(entries).items():
         parts += [f"## {task}", "", tabulate(rows, header, tablefmt="github"), ""]
     return "\n".join(parts)

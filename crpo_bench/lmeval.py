@@ -34,6 +34,7 @@ import numpy as np
 from lm_eval.api.task import ConfigurableTask
 
 from . import muce, noveltybench
+from .card import metric_card
 from .metrics.ngrams import NGRAM_ORDERS
 from .muce_prompts import user_prompt
 from .scoring import METRIC_FIELDS, NO_MODEL, Scorer, ScoringConfig, counted_mean, profile_config
@@ -131,7 +132,32 @@ def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | 
     return datasets.DatasetDict({"test": datasets.Dataset.from_list([{"task": task_name, **d} for d in docs])})
 
 
-class PooledDecodingTask(ConfigurableTask):
+class CreativityTask(ConfigurableTask):
+    """lm-eval's ConfigurableTask plus the metric card: the task's settings, resolved once,
+    go into its config's metadata, which lm-eval writes into every results file."""
+
+    def __init__(self, config: dict | None = None, **kwargs):
+        config = {k: v for k, v in (config or {}).items() if k != "class"}  # ours, not a TaskConfig field
+        super().__init__(config=config, **kwargs)
+        metadata = self.config.metadata if isinstance(self.config.metadata, dict) else {}
+        self.config.metadata = {**metadata, "card": task_card(self.config, metadata)}
+
+
+def task_card(config, metadata: dict) -> dict:
+    """The metric card of one task: scorer settings, corpus, samples per prompt, template."""
+    settings = resolve_settings(metadata)
+    noveltybench_task = "noveltybench" in str(config.task)
+    protocol = {"profile": settings["profile"], "corpus": "prompt" if noveltybench_task else settings["corpus"],
+                "samples_per_prompt": int(config.repeats or 1) * max(len(metadata.get("decoding") or []), 1)}
+    if noveltybench_task:
+        protocol["equivalence"] = settings["equivalence"]
+    else:
+        protocol["template"] = metadata.get("template") or os.environ.get("CRPO_MUCE_TEMPLATE") or "default"
+    return metric_card(scorer_config(settings), surprise=settings["lm"] != "none" and not noveltybench_task,
+                       **protocol)
+
+
+class PooledDecodingTask(CreativityTask):
     """A task that samples each prompt under several decoding settings, `repeats` times each,
     and hands all the answers to the metrics as one item (the paper's 4 settings x 4 = 16).
 
@@ -140,7 +166,6 @@ class PooledDecodingTask(ConfigurableTask):
     """
 
     def __init__(self, config: dict | None = None, **kwargs):
-        config = {k: v for k, v in (config or {}).items() if k != "class"}  # ours, not a TaskConfig field
         super().__init__(config=config, **kwargs)
         self.decoding = list((self.config.metadata or {}).get("decoding") or [])
         if not self.decoding:

@@ -7,7 +7,9 @@ Baseline file (JSON):
 A metric regresses when it moves in its bad direction by more than
 max(abs, rel * |baseline|) (tolerance of the metric's name, else "default"); where the
 direction is unknown, any move beyond the tolerance counts. A metric in the baseline
-that the results lack regresses too (a run that stopped measuring it).
+that the results lack regresses too (a run that stopped measuring it). Results made under
+a metric card (crpo_bench.card) that differs from the baseline's stored card in a field
+that changes a metric are not compared at all: the check stops as unusable input.
 
 Two-sided (`--two-sided`, CI's gate on the fixed, seeded demo): a move beyond tolerance in
 either direction fails, status "moved" for a move in the good direction, because there any
@@ -20,6 +22,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .card import differences
 from .leaderboard import Entry
 
 DEFAULT_TOLERANCE = {"abs": 1e-6, "rel": 0.02}
@@ -78,7 +81,25 @@ def compare(entries: list[Entry], baseline: dict, two_sided: bool = False) -> li
     return out
 
 
+def card_mismatches(entries: list[Entry], baseline: dict) -> list[str]:
+    """One line per MODEL/TASK whose results were made under a metric card that differs from
+    the baseline's in a field that changes a metric: such numbers cannot be compared."""
+    current = {f"{e.model}/{e.task}": e.card for e in entries}
+    out = []
+    for key, card in sorted(baseline.get("cards", {}).items()):
+        if key not in current:
+            continue
+        if current[key] is None:
+            out.append(f"{key}: the results carry no metric card (the baseline has one)")
+            continue
+        for name in differences(card, current[key]):
+            out.append(f"{key}: {name} differs (baseline {card.get(name)!r}, results {current[key].get(name)!r})")
+    return out
+
+
 def baseline_from(entries: list[Entry], tolerance: dict | None = None) -> dict:
+    ordered = sorted(entries, key=lambda e: (e.model, e.task, e.metric))
     return {"tolerance": tolerance or {"default": dict(DEFAULT_TOLERANCE)},
+            "cards": {f"{e.model}/{e.task}": e.card for e in ordered if e.card},
             "metrics": {f"{e.model}/{e.task}/{e.metric}": {"value": e.value, "higher_is_better": e.higher_is_better}
-                        for e in sorted(entries, key=lambda e: (e.model, e.task, e.metric))}}
+                        for e in ordered}}

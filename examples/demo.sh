@@ -44,5 +44,5 @@ step "5/6 benchmark: CrPO checkpoint, untouched SmolLM2, API baseline on muce_au
 
 step "6/6 leaderboard and regression check"
 "$BIN/crpo-bench" leaderboard --results "$WORK/results" --out "$WORK"
-"$BIN/crpo-bench" check --baseline leaderboard/baseline.json --results "$WORK/results"
+"$BIN/crpo-bench" check --two-sided --baseline leaderboard/baseline.json --results "$WORK/results"
 step "done"

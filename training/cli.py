@@ -69,14 +69,24 @@ def read_sources(specs: list[str], config: str | None = None) -> list[dict]:
     return rows
 
 
-def save_dataset(splits: dict[str, list[dict]], out: str, push_to_hub: str | None):
-    """Write a DatasetDict atomically (a crash leaves no half-written folder)."""
+def save_dataset(splits: dict[str, list[dict]], out: str, push_to_hub: str | None, card: dict | None = None):
+    """Write a DatasetDict atomically (a crash leaves no half-written folder); a metric card
+    goes into every split's dataset info and beside it as card.json."""
+    import json
+
     import datasets
 
     from crpo_bench.jsonl import write_folder_atomic
 
-    data = datasets.DatasetDict({split: datasets.Dataset.from_list(rows) for split, rows in splits.items()})
-    write_folder_atomic(out, lambda staging: data.save_to_disk(str(staging)))
+    info = datasets.DatasetInfo(description=json.dumps({"crpo_bench_card": card})) if card else None
+    data = datasets.DatasetDict({split: datasets.Dataset.from_list(rows, info=info) for split, rows in splits.items()})
+
+    def write(staging):
+        data.save_to_disk(str(staging))
+        if card:
+            (staging / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+
+    write_folder_atomic(out, write)
     if push_to_hub:
         data.push_to_hub(push_to_hub)
     return data
@@ -102,6 +112,7 @@ def run_pairs(args) -> int:
 def run_score(args) -> int:
     import datasets
 
+    from crpo_bench.card import metric_card
     from crpo_bench.scoring import Scorer, profile_config
 
     from .scores import DIMENSIONS, score_pairs
@@ -117,7 +128,10 @@ def run_score(args) -> int:
     data = datasets.load_from_disk(args.pairs)
     scorer = Scorer(config)
     scored = score_pairs({split: list(data[split]) for split in data}, scorer, dimensions, args.score_rejected)
-    save_dataset(scored, args.out, args.push_to_hub)
+    card = metric_card(config, surprise="surprise" in dimensions, profile=args.profile, corpus="prompt",
+                       dimensions=list(dimensions), normalisation="min-max within each prompt's corpus",
+                       scored_sides="chosen and rejected" if args.score_rejected else "chosen")
+    save_dataset(scored, args.out, args.push_to_hub, card)
     for split, pairs in sorted(scored.items()):
         means = ", ".join(f"{d} {sum(p[f'{d}_chosen'] for p in pairs) / len(pairs):.3f}" for d in dimensions)
         print(f"{split}: {len(pairs)} pairs; mean normalised chosen score: {means}")

@@ -48,6 +48,11 @@ def run(args) -> int:
     except ValueError as err:
         print(f"crpo-bench check: error: {err}", file=sys.stderr)
         return 2
+    mismatched = regression.card_mismatches(entries, baseline)
+    if mismatched:
+        print(f"crpo-bench check: error: results and {args.baseline} were made under different settings, so their "
+              "metrics cannot be compared:\n  " + "\n  ".join(mismatched), file=sys.stderr)
+        return 2
     results = regression.compare(entries, baseline, two_sided=args.two_sided)
     bad = [c for c in results if c.status in regression.FAILING]
     better = [c for c in results if c.status == "better"]

@@ -15,9 +15,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    entries = leaderboard.read_results(args.results)
+    entries, notes = leaderboard.separate_incomparable(leaderboard.read_results(args.results))
     out = Path(args.out)
-    text = leaderboard.markdown(entries)
+    text = leaderboard.markdown(entries, notes)
     write_text_atomic(out / "LEADERBOARD.md", text + "\n")
     write_text_atomic(out / "index.html", leaderboard.page(entries))
     print(text)

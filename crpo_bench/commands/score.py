@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
 from tabulate import tabulate
 
 from ..aggregate import summarize
-from ..jsonl import InputError, read_jsonl, write_jsonl_atomic
+from ..card import card_path, metric_card
+from ..jsonl import InputError, read_jsonl, write_jsonl_atomic, write_text_atomic
 from ..scoring import (DEGENERATE_POLICIES, METRIC_FIELDS, METRICS, PROFILES, Scorer, default_metrics,
                        profile_config)
 from ..text import TOKENIZERS
@@ -103,11 +105,15 @@ def run(args: argparse.Namespace) -> int:
     )
     scored = [{**row, **scores} for row, scores in zip(rows, result.rows)]
     write_jsonl_atomic(args.output, scored)
+    card = metric_card(config, surprise="surprise" in metrics, profile=args.profile, corpus=args.scope,
+                       metrics=list(metrics))
+    write_text_atomic(card_path(args.output), json.dumps(card, indent=1) + "\n")
 
     fields = [f for m in metrics for f in METRIC_FIELDS[m]]
     summary = summarize(scored, fields, lambda r: r.get("task") or "-",
                         include_degenerate=config.degenerate == "reference_compat")
     table = [[task, s["n"], s["degenerate"], *(s[f] for f in fields)] for task, s in sorted(summary.items())]
     print(tabulate(table, headers=["task", "n", "degenerate", *fields], floatfmt=".4f", missingval="-"))
-    print(f"wrote {len(scored)} rows to {args.output}", file=sys.stderr)
+    print(f"wrote {len(scored)} rows to {args.output} and its metric card to {card_path(args.output)}",
+          file=sys.stderr)
     return 0
