@@ -16,11 +16,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import registry
 from .card import METRIC_FIELDS, differences
 
-# The creativity dimensions the table shows, in this order, where a task reports them.
-DIMENSIONS = ("novelty", "diversity", "theme_uniqueness", "surprise", "originality", "semantic_distance",
-              "quality", "distinct", "utility")
 NOISE_Z = 2.0
 
 
@@ -102,8 +100,9 @@ def _short(value) -> str:
 
 
 def table_metrics(entries: list[Entry], task: str) -> list[str]:
+    """The registry's leaderboard columns, in its order, that the task reports."""
     present = {e.metric for e in entries if e.task == task}
-    return [m for m in DIMENSIONS if m in present]
+    return [m for m in registry.leaderboard_columns() if m in present]
 
 
 def _index(entries: list[Entry]) -> dict[tuple[str, str, str], Entry]:

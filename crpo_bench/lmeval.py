@@ -33,11 +33,11 @@ import numpy as np
 
 from lm_eval.api.task import ConfigurableTask
 
-from . import muce, noveltybench
+from . import muce, noveltybench, registry
 from .card import metric_card
 from .metrics.ngrams import NGRAM_ORDERS
 from .muce_prompts import user_prompt
-from .scoring import METRIC_FIELDS, NO_MODEL, Scorer, ScoringConfig, counted_mean, profile_config
+from .scoring import NO_MODEL, Scorer, ScoringConfig, counted_mean, profile_config
 
 log = logging.getLogger("crpo_bench.lmeval")
 
@@ -141,6 +141,15 @@ class CreativityTask(ConfigurableTask):
         super().__init__(config=config, **kwargs)
         metadata = self.config.metadata if isinstance(self.config.metadata, dict) else {}
         self.config.metadata = {**metadata, "card": task_card(self.config, metadata)}
+        # what the task reports comes from the registry, not from a metric list in the YAML
+        settings = {**resolve_settings(metadata), "kind": "noveltybench" if "noveltybench" in str(self.config.task)
+                    else "muce"}
+        better = registry.all_reported_fields()
+        fields = metrics_for(settings)
+        self._metric_fn_list = {f: None for f in fields}
+        self._metric_fn_kwargs = {f: {} for f in fields}
+        self._aggregation_list = {f: AGGREGATIONS[f] for f in fields}
+        self._higher_is_better = {f: better[f] for f in fields}
 
 
 def task_card(config, metadata: dict) -> dict:
@@ -211,22 +220,25 @@ def noveltybench_dataset(subset: str, task_name: str, noveltybench_data: str | N
 
 # --- per-document results ------------------------------------------------------------
 
-CORPUS_METRICS = ("novelty", "diversity", "dsi", "theme_uniqueness", "num_themes", "prompt_novelty",
-                  "prompt_diversity", *(f"ngram_diversity_{n}" for n in NGRAM_ORDERS))
+def task_kind(settings: dict) -> str:
+    return registry.NOVELTYBENCH if settings.get("kind") == "noveltybench" else registry.MUCE
 
 
-NOVELTYBENCH_METRICS = ("distinct", "prompt_novelty", "prompt_diversity")
+def available_models(settings: dict) -> set[str]:
+    """What a task's scorer has (registry.NEEDS): the LM unless `lm` is none, a reward model where named."""
+    return ({"embedder", "item"} | ({"lm"} if settings["lm"] != "none" else set())
+            | ({"reward_model"} if settings["reward_model"] else set()))
 
 
 def metrics_for(settings: dict) -> tuple[str, ...]:
-    if settings.get("kind") == "noveltybench":
-        return NOVELTYBENCH_METRICS + (("utility",) if settings["reward_model"] else ())
-    metrics = CORPUS_METRICS + ("semantic_distance", "originality")
-    if settings["lm"] != "none":
-        metrics += ("surprise", "perplexity")
-    if settings["reward_model"]:
-        metrics += ("quality",)
-    return metrics
+    """The values a task reports: the registry's, for its kind and the models it has."""
+    return registry.reported_fields(task_kind(settings), available_models(settings))
+
+
+def answer_metrics(settings: dict) -> tuple[str, ...]:
+    """Scorer metrics averaged over a MuCE task's answers (semantic distance, originality,
+    surprise, quality, and any registered per-answer metric)."""
+    return registry.answer_metrics(task_kind(settings), available_models(settings))
 
 
 @functools.lru_cache(maxsize=None)
@@ -299,27 +311,25 @@ def corpus_values(items: list, scorer: Scorer, per_answer: dict, corpus: str = "
         out[f"ngram_diversity_{n}"] = float(np.mean(values)) if values else float("nan")
     out["prompt_novelty"] = _mean([r["novelty"] for r in prompt_scores.rows], keep)
     out["prompt_diversity"] = _mean([r["diversity"] for r in prompt_scores.rows], keep)
-    for metric in ("semantic_distance", "originality", "surprise", "perplexity", "quality"):
-        if metric in per_answer:
-            out[metric] = _mean([per_answer[metric][(p, a)] for p, a in zip(prompts, answers)], keep)
+    for field, values in per_answer.items():
+        out[field] = _mean([values[(p, a)] for p, a in zip(prompts, answers)], keep)
     return out
 
 
 def _per_answer_scores(items: list, scorer: Scorer, settings: dict) -> dict:
-    """Scores of each distinct (prompt, answer) that do not depend on the corpus: semantic
-    distance to the item, originality, surprise, quality."""
+    """Scores of each distinct (prompt, answer) that do not depend on the corpus (the
+    registry's answer-scope metrics: semantic distance, originality, surprise, quality, ...)."""
     answers, prompts, _ = _flatten(items)
     pairs = sorted(set(zip(prompts, answers)))
-    wanted = ["semantic_distance", "originality"] + (["surprise"] if settings["lm"] != "none" else []) \
-        + (["quality"] if settings["reward_model"] else [])
-    if not pairs:
+    wanted = list(answer_metrics(settings))
+    if not pairs or not wanted:
         return {}
     item_of = {(prompt, answer): (item, muce_task) for _, prompt, answers, item, muce_task in items
                for answer in answers}
     item_of = [item_of[pair] for pair in pairs]
     rows = scorer.score([a for _, a in pairs], prompts=[p for p, _ in pairs], metrics=wanted,
                         items=[i for i, _ in item_of], tasks=[t for _, t in item_of]).rows
-    fields = [f for m in wanted for f in METRIC_FIELDS[m]]
+    fields = [f for m in wanted for f in registry.REGISTRY[m].fields]
     return {f: {pair: row[f] for pair, row in zip(pairs, rows)} for f in fields}
 
 
@@ -424,9 +434,15 @@ def _aggregation(metric: str) -> Callable[[list], float]:
     return aggregate
 
 
-AGGREGATIONS = {m: _aggregation(m) for m in (*CORPUS_METRICS, "semantic_distance", "originality", "surprise",
-                                              "perplexity", "quality", "distinct", "utility")}
-globals().update({f"aggregate_{m}": f for m, f in AGGREGATIONS.items()})
+class _Aggregations(dict):
+    """field -> its aggregation, made on first use, so metrics registered later have one too."""
+
+    def __missing__(self, field: str):
+        self[field] = _aggregation(field)
+        return self[field]
+
+
+AGGREGATIONS = _Aggregations()
 
 
 # --- standard errors inside lm-eval ------------------------------------------------------

@@ -30,28 +30,18 @@ from pathlib import Path
 
 import numpy as np
 
-from . import models, muce, text
+from . import models, muce, registry, text
 from .embedding_cache import EmbeddingCache, embed_with_cache
 from .metrics import ngrams, originality, quality, semantic, surprise, themes
 
 DEGENERATE_POLICIES = ("exclude", "reference_compat")
 
-# metric name -> the output fields it writes on each response
-METRIC_FIELDS = {
-    "dsi": ("dsi",),
-    "novelty": ("novelty",),
-    "diversity": ("diversity",),
-    "theme_uniqueness": ("theme_uniqueness", "num_themes"),
-    "ngram_diversity": tuple(f"ngram_diversity_{n}" for n in ngrams.NGRAM_ORDERS),
-    "surprise": ("surprise", "perplexity"),
-    "quality": ("quality",),
-    "semantic_distance": ("semantic_distance",),
-    "originality": ("originality",),
-}
-METRICS = tuple(METRIC_FIELDS)
+# The metrics are declared once, in crpo_bench.registry; these views are for callers that
+# want them at import time (plugins registered later appear in registry calls, not here).
+METRIC_FIELDS = registry.metric_fields()
+METRICS = registry.scorer_metrics()
+# metrics computed by the one embedding pass over words and texts
 EMBEDDING_METRICS = ("dsi", "novelty", "diversity", "theme_uniqueness")
-OFFLINE_METRICS = ("dsi", "novelty", "diversity", "theme_uniqueness", "ngram_diversity", "surprise",
-                   "semantic_distance", "originality")
 
 
 @dataclass
@@ -123,17 +113,25 @@ class ScoreResult:
     corpora: dict = field(default_factory=dict)  # corpus id -> corpus-level statistics
 
 
+def available_models(config: ScoringConfig) -> set[str]:
+    """What a scorer with `config` can use (registry.NEEDS): an embedder, an LM and items
+    always (offline defaults, prompts stand in for items); a reward model only when named."""
+    return {"embedder", "lm", "item"} | ({"reward_model"} if config.reward_model else set())
+
+
 def check_metrics(metrics: Sequence[str], config: ScoringConfig) -> tuple[str, ...]:
-    unknown = [m for m in metrics if m not in METRIC_FIELDS]
+    known = registry.scorer_metrics()
+    unknown = [m for m in metrics if m not in known]
     if unknown:
-        raise ValueError(f"unknown metric(s) {unknown}; available: {', '.join(METRICS)}")
-    if "quality" in metrics and not config.reward_model:
-        raise ValueError("metric 'quality' needs a reward model (--reward-model NAME_OR_FOLDER)")
+        raise ValueError(f"unknown metric(s) {unknown}; available: {', '.join(known)}")
+    if any("reward_model" in registry.REGISTRY[m].needs for m in metrics) and not config.reward_model:
+        needing = [m for m in metrics if "reward_model" in registry.REGISTRY[m].needs]
+        raise ValueError(f"metric {needing[0]!r} needs a reward model (--reward-model NAME_OR_FOLDER)")
     return tuple(dict.fromkeys(metrics))
 
 
 def default_metrics(config: ScoringConfig) -> tuple[str, ...]:
-    return OFFLINE_METRICS + (("quality",) if config.reward_model else ())
+    return registry.default_metrics(available_models(config))
 
 
 # Models are loaded once per process and shared by every Scorer (lm-eval calls the
@@ -229,6 +227,14 @@ class Scorer:
             rewards = quality.reward_scores(model, tokenizer, prompts, list(responses), progress=cfg.progress)
             for row, value in zip(rows, rewards):
                 row["quality"] = _num(value)
+        for name in metrics:  # metrics registered with their own function, one value per answer
+            metric = registry.REGISTRY[name]
+            if metric.compute is not None:
+                values = list(metric.compute(list(responses), prompts=prompts, items=items, tasks=tasks, scorer=self))
+                if len(values) != n:
+                    raise ValueError(f"metric {name}: compute returned {len(values)} values for {n} answers")
+                for row, value in zip(rows, values):
+                    row[metric.fields[0]] = None if value is None else _num(float(value))
         return ScoreResult(rows, corpora)
 
     def _semantic(self, responses, members, in_corpus, metrics, rows, corpora) -> None:

@@ -51,7 +51,9 @@ def test_process_results_hands_all_samples_to_every_metric(settings):
     doc = {"task": "muce_t", "prompt": "Uses for a brick?", "item": "brick", "muce_task": "aut"}
     out = lmeval.process_results(doc, [["a b", "c d", "e f", "g h"]])
     # lm "none", no reward model: no surprise, no quality
-    assert set(out) == set(lmeval.CORPUS_METRICS) | {"semantic_distance", "originality"}
+    assert set(out) == {"novelty", "diversity", "dsi", "theme_uniqueness", "num_themes", "prompt_novelty",
+                        "prompt_diversity", *(f"ngram_diversity_{n}" for n in range(1, 6)), "semantic_distance",
+                        "originality"}
     assert out["novelty"] == ("muce_t", "Uses for a brick?", ("a b", "c d", "e f", "g h"), "brick", "aut")
     # a pooled task hands several requests' samples: all of them, in order
     pooled = lmeval.process_results(doc, [["a b", "c d"], ["e f", "g h"], ["i j", "k l"], ["m n", "o p"]])
@@ -119,9 +121,9 @@ def test_lm_eval_uses_our_standard_errors():
     from lm_eval import evaluator_utils
     from lm_eval.api.metrics import mean, mean_stderr
 
-    assert evaluator_utils.stderr_for_metric(lmeval.aggregate_novelty, 100000) is lmeval.aggregate_novelty.crpo_stderr
+    assert evaluator_utils.stderr_for_metric(lmeval.AGGREGATIONS["novelty"], 100000) is lmeval.AGGREGATIONS["novelty"].crpo_stderr
     assert evaluator_utils.stderr_for_metric(mean, 100000) is mean_stderr  # lm-eval's own still work
-    assert evaluator_utils.stderr_for_metric(lmeval.aggregate_novelty, 0) is None  # --bootstrap_iters 0: none
+    assert evaluator_utils.stderr_for_metric(lmeval.AGGREGATIONS["novelty"], 0) is None  # --bootstrap_iters 0: none
 
 
 def test_noveltybench_reports_utility_only_with_a_reward_model(monkeypatch):
@@ -140,9 +142,9 @@ def test_noveltybench_aggregation_is_the_mean_number_of_classes(monkeypatch):
     items = [("nb", "Name a color.", ("Red", "red", "Blue", "Green", "red", "Blue.", "Teal", "Red", "Mauve", "green"),
               "Name a color.", ""),
              ("nb", "Say hi.", ("hi",) * 10, "Say hi.", "")]
-    assert lmeval.aggregate_distinct(items) == pytest.approx((5 + 1) / 2)
+    assert lmeval.AGGREGATIONS["distinct"](items) == pytest.approx((5 + 1) / 2)
     # leave-one-prompt-out over two prompts: values 1 and 5 -> se = sqrt(1/2 * (2^2 * 2)) = 2
-    assert lmeval.aggregate_distinct.crpo_stderr(items) == pytest.approx(2.0)
+    assert lmeval.AGGREGATIONS["distinct"].crpo_stderr(items) == pytest.approx(2.0)
 
 
 def test_the_paper_profile_reaches_the_tasks_scorer(monkeypatch):

@@ -25,9 +25,10 @@ from collections import defaultdict
 
 import numpy as np
 
+from crpo_bench import registry
 from crpo_bench.scoring import Scorer
 
-DIMENSIONS = ("novelty", "diversity", "surprise", "quality", "originality")
+DIMENSIONS = registry.crpo_dimensions()  # novelty, diversity, surprise, originality, quality
 NO_SPREAD = 0.5
 
 

@@ -16,7 +16,7 @@ expects and raises otherwise, rather than training with wrong weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,14 +33,7 @@ TRL_LAYOUT = ("_compute_loss", "_set_signature_columns_if_needed", "compute_ref_
 
 
 @dataclass
-class CrPOConfig(DPOConfig):
-    """DPOConfig plus the CrPO weights. All lambdas 0 is plain DPO."""
-
-    lambda_novelty: float = field(default=0.0, metadata={"help": "Weight of the novelty gain."})
-    lambda_diversity: float = field(default=0.0, metadata={"help": "Weight of the diversity gain."})
-    lambda_surprise: float = field(default=0.0, metadata={"help": "Weight of the surprise gain."})
-    lambda_quality: float = field(default=0.0, metadata={"help": "Weight of the quality gain."})
-    lambda_originality: float = field(default=0.0, metadata={"help": "Weight of the learned originality gain."})
+class _CrPOSettings(DPOConfig):
     crpo_strategy: str = field(default="add", metadata={
         "help": "How per-dimension gains combine into one weight: 'add' (weighted sum) or 'mult' (product).",
         "choices": list(STRATEGIES)})
@@ -69,6 +62,17 @@ class CrPOConfig(DPOConfig):
     @property
     def weighted(self) -> bool:
         return any(v > 0 for v in self.lambdas.values())
+
+
+# One `lambda_<dim>` field per CrPO dimension of the metric registry (crpo_bench/registry.py).
+CrPOConfig = make_dataclass(
+    "CrPOConfig",
+    [(f"lambda_{dim}", float, field(default=0.0, metadata={"help": f"Weight of the {dim} gain."}))
+     for dim in DIMENSIONS],
+    bases=(_CrPOSettings,),
+    namespace={"__doc__": "DPOConfig plus the CrPO weights (lambda_<dim>, crpo_strategy). All lambdas 0 is "
+                          "plain DPO.", "__module__": __name__},
+)
 
 
 def score_columns(dataset, dim: str) -> tuple[str | None, str | None]:

@@ -9,16 +9,16 @@ import sys
 
 from tabulate import tabulate
 
+from .. import registry
 from ..aggregate import summarize
 from ..card import card_path, metric_card
 from ..jsonl import InputError, read_jsonl, write_jsonl_atomic, write_text_atomic
-from ..scoring import (DEGENERATE_POLICIES, METRIC_FIELDS, METRICS, PROFILES, Scorer, default_metrics,
+from ..scoring import (DEGENERATE_POLICIES, PROFILES, Scorer, default_metrics,
                        profile_config)
 from ..text import TOKENIZERS
 
 SCOPES = ("task", "prompt", "all")
 STRING_FIELDS = ("response", "prompt", "task", "item")
-ITEM_METRICS = ("semantic_distance", "originality")
 
 
 def add_parser(subparsers) -> None:
@@ -31,8 +31,9 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("input", help="JSONL, one object per line with a string `response`")
     p.add_argument("-o", "--output", required=True, help="output JSONL (written atomically)")
-    p.add_argument("--metrics", nargs="+", choices=METRICS, metavar="METRIC",
-                   help=f"metrics to compute (default: all offline ones, plus quality with --reward-model): {', '.join(METRICS)}")
+    known = registry.scorer_metrics()
+    p.add_argument("--metrics", nargs="+", choices=known, metavar="METRIC",
+                   help=f"metrics to compute (default: all offline ones, plus quality with --reward-model): {', '.join(known)}")
     p.add_argument("--scope", choices=SCOPES, default="task",
                    help="which responses form a corpus: same task (default), same task and prompt, or all rows")
     # Model, word and policy flags default to None: "not given", so the profile decides.
@@ -92,9 +93,10 @@ def run(args: argparse.Namespace) -> int:
         embedding_cache=not args.no_cache, progress=not args.quiet,
     )
     metrics = args.metrics or default_metrics(config)
-    if not args.metrics and any(r.get("item") is None and r.get("prompt") is None for r in rows):
-        metrics = tuple(m for m in metrics if m not in ITEM_METRICS)
-        print(f"note: {', '.join(ITEM_METRICS)} left out: some rows have neither `item` nor `prompt`", file=sys.stderr)
+    item_metrics = [m for m in metrics if "item" in registry.REGISTRY[m].needs]
+    if not args.metrics and item_metrics and any(r.get("item") is None and r.get("prompt") is None for r in rows):
+        metrics = tuple(m for m in metrics if m not in item_metrics)
+        print(f"note: {', '.join(item_metrics)} left out: some rows have neither `item` nor `prompt`", file=sys.stderr)
     result = Scorer(config).score(
         [r["response"] for r in rows],
         corpus_ids=[corpus_key(r, args.scope) for r in rows],
@@ -109,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
                        metrics=list(metrics))
     write_text_atomic(card_path(args.output), json.dumps(card, indent=1) + "\n")
 
-    fields = [f for m in metrics for f in METRIC_FIELDS[m]]
+    fields = [f for m in metrics for f in registry.REGISTRY[m].fields]
     summary = summarize(scored, fields, lambda r: r.get("task") or "-",
                         include_degenerate=config.degenerate == "reference_compat")
     table = [[task, s["n"], s["degenerate"], *(s[f] for f in fields)] for task, s in sorted(summary.items())]

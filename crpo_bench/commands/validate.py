@@ -7,7 +7,12 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-SCORERS = ("novelty", "dsi", "diversity", "semantic_distance", "originality", "surprise", "length")
+from .. import registry
+
+# the registry's per-answer scores (a metric whose first field is its own name), except
+# those needing a reward model; answer length as a baseline
+SCORERS = (*(m for m, metric in registry.REGISTRY.items() if metric.scorer and metric.fields[0] == m
+             and "reward_model" not in metric.needs), "length")
 
 
 def add_parser(subparsers) -> None:
@@ -40,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     # corpus = the answers to one item of one task, as in the paper's per-prompt scope
     result = scorer.score(answers, corpus_ids=list(zip(tasks, items)), prompts=prompts, metrics=metrics,
                           items=items, tasks=tasks)
-    columns = {m: [row[m] for row in result.rows] for m in metrics}
+    columns = {m: [row[registry.REGISTRY[m].fields[0]] for row in result.rows] for m in metrics}
     if "length" in args.scorers:
         columns["length"] = [len(text.word_sequence(a)) for a in answers]
 
