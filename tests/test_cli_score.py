@@ -178,5 +178,5 @@ def test_item_metrics_use_the_item_field_and_are_left_out_without_item_or_prompt
     assert all(10 <= r["originality"] <= 50 and 0 < r["semantic_distance"] < 2 for r in scored)
     bare = write_lines(tmp_path / "bare.jsonl", ['{"response": "a b c"}', '{"response": "d e f"}'])
     assert main(["score", str(bare), "-o", str(tmp_path / "b.jsonl"), "--quiet"]) == 0
-    assert "semantic_distance, originality left out" in capsys.readouterr().err
+    assert "originality, semantic_distance left out" in capsys.readouterr().err
     assert "originality" not in json.loads((tmp_path / "b.jsonl").read_text().splitlines()[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,22 +10,27 @@ import pytest
 
 from crpo_bench import Scorer, ScoringConfig, lmeval
 
-# (task, prompt, answers, MuCE item, MuCE task): what process_results hands every metric
+MUCE = json.dumps(lmeval.resolve_settings({"lm": "none"}), sort_keys=True)
+
+
+def nb_settings(**metadata) -> str:
+    return json.dumps(lmeval.resolve_settings({"lm": "none", **metadata}, kind="noveltybench"), sort_keys=True)
+
+
+# (task, prompt, answers, MuCE item, MuCE task, settings): what a task hands every metric
 ITEMS = [
     ("muce_t", "Uses for a brick?", ("Hollow it out as a planter.", "Grind it into red pigment.", "A doorstop.", ""),
-     "brick", "aut"),
+     "brick", "aut", MUCE),
     ("muce_t", "Uses for a shoe?", ("Plant herbs in it.", "Use it as a boat for toy soldiers.", "Wear it.", "Shoe."),
-     "shoe", "aut"),
+     "shoe", "aut", MUCE),
     ("muce_t", "Uses for a paperclip?", ("Bend it into a tiny bicycle.", "Reset a router with it.", "Clip paper.",
-                                         "Pick a lock in a spy film."), "paperclip", "aut"),
+                                         "Pick a lock in a spy film."), "paperclip", "aut", MUCE),
 ]
 
 
 @pytest.fixture
-def settings(monkeypatch):
-    s = lmeval.resolve_settings({"lm": "none"})
-    monkeypatch.setitem(lmeval._task_settings, "muce_t", s)
-    return s
+def settings():
+    return json.loads(MUCE)
 
 
 def mean_over_real(rows, field):
@@ -47,17 +53,17 @@ def expected_values(items):
     return out
 
 
-def test_process_results_hands_all_samples_to_every_metric(settings):
+def test_one_item_per_prompt_carries_all_samples_and_the_settings(settings):
     doc = {"task": "muce_t", "prompt": "Uses for a brick?", "item": "brick", "muce_task": "aut"}
-    out = lmeval.process_results(doc, [["a b", "c d", "e f", "g h"]])
-    # lm "none", no reward model: no surprise, no quality
-    assert set(out) == {"novelty", "diversity", "dsi", "theme_uniqueness", "num_themes", "prompt_novelty",
-                        "prompt_diversity", *(f"ngram_diversity_{n}" for n in range(1, 6)), "semantic_distance",
-                        "originality"}
-    assert out["novelty"] == ("muce_t", "Uses for a brick?", ("a b", "c d", "e f", "g h"), "brick", "aut")
+    item = lmeval.results_item(doc, [["a b", "c d", "e f", "g h"]], MUCE)
+    assert item == ("muce_t", "Uses for a brick?", ("a b", "c d", "e f", "g h"), "brick", "aut", MUCE)
     # a pooled task hands several requests' samples: all of them, in order
-    pooled = lmeval.process_results(doc, [["a b", "c d"], ["e f", "g h"], ["i j", "k l"], ["m n", "o p"]])
-    assert pooled["novelty"][2] == ("a b", "c d", "e f", "g h", "i j", "k l", "m n", "o p")
+    pooled = lmeval.results_item(doc, [["a b", "c d"], ["e f", "g h"], ["i j", "k l"], ["m n", "o p"]], MUCE)
+    assert pooled[2] == ("a b", "c d", "e f", "g h", "i j", "k l", "m n", "o p")
+    # lm "none", no reward model: no surprise, no quality
+    assert set(lmeval.metrics_for(settings)) == {
+        "novelty", "diversity", "dsi", "theme_uniqueness", "num_themes", "prompt_novelty", "prompt_diversity",
+        *(f"ngram_diversity_{n}" for n in range(1, 6)), "semantic_distance", "originality"}
 
 
 def test_prompt_corpus_scores_each_prompts_answers_alone(settings):
@@ -126,22 +132,19 @@ def test_lm_eval_uses_our_standard_errors():
     assert evaluator_utils.stderr_for_metric(lmeval.AGGREGATIONS["novelty"], 0) is None  # --bootstrap_iters 0: none
 
 
-def test_noveltybench_reports_utility_only_with_a_reward_model(monkeypatch):
-    settings = {**lmeval.resolve_settings({}), "kind": "noveltybench"}
-    monkeypatch.setitem(lmeval._task_settings, "nb", settings)
-    assert set(lmeval.process_results({"task": "nb", "prompt": "p"}, [["a"] * 10])) == {
-        "distinct", "prompt_novelty", "prompt_diversity"}
-    monkeypatch.setitem(lmeval._task_settings, "nb", {**settings, "reward_model": "/some/folder"})
-    assert "utility" in lmeval.process_results({"task": "nb", "prompt": "p"}, [["a"] * 10])
+def test_noveltybench_reports_utility_only_with_a_reward_model():
+    settings = lmeval.resolve_settings({}, kind="noveltybench")
+    assert set(lmeval.metrics_for(settings)) == {"distinct", "prompt_novelty", "prompt_diversity"}
+    assert "utility" in lmeval.metrics_for(lmeval.resolve_settings({"reward_model": "/some/folder"},
+                                                                   kind="noveltybench"))
 
 
-def test_noveltybench_aggregation_is_the_mean_number_of_classes(monkeypatch):
-    monkeypatch.setitem(lmeval._task_settings, "nb", {**lmeval.resolve_settings({"equivalence": "unigram"}),
-                                                      "kind": "noveltybench"})
+def test_noveltybench_aggregation_is_the_mean_number_of_classes():
+    unigram = nb_settings(equivalence="unigram")
     # unigram has no short-text rule (as in the reference): "Blue." joins "Blue" (ROUGE-1 tokens)
     items = [("nb", "Name a color.", ("Red", "red", "Blue", "Green", "red", "Blue.", "Teal", "Red", "Mauve", "green"),
-              "Name a color.", ""),
-             ("nb", "Say hi.", ("hi",) * 10, "Say hi.", "")]
+              "Name a color.", "", unigram),
+             ("nb", "Say hi.", ("hi",) * 10, "Say hi.", "", unigram)]
     assert lmeval.AGGREGATIONS["distinct"](items) == pytest.approx((5 + 1) / 2)
     # leave-one-prompt-out over two prompts: values 1 and 5 -> se = sqrt(1/2 * (2^2 * 2)) = 2
     assert lmeval.AGGREGATIONS["distinct"].crpo_stderr(items) == pytest.approx(2.0)
@@ -164,15 +167,12 @@ def test_the_paper_profile_reaches_the_tasks_scorer(monkeypatch):
         lmeval.resolve_settings({"profile": "exact"})
 
 
-def test_prompt_novelty_has_one_degenerate_rule_for_muce_and_noveltybench(monkeypatch):
+def test_prompt_novelty_has_one_degenerate_rule_for_muce_and_noveltybench():
     """Degenerate answers ("" and a one-word answer) are left out of prompt_novelty and
     prompt_diversity in both kinds of task: the same answers give the same values."""
-    monkeypatch.setitem(lmeval._task_settings, "nb1", {**lmeval.resolve_settings({"lm": "none"}),
-                                                       "kind": "noveltybench"})
-    monkeypatch.setitem(lmeval._task_settings, "mu1", lmeval.resolve_settings({"lm": "none"}))
     answers = ("Hollow it out as a planter.", "Grind it into red pigment.", "", "Doorstop.", "Build a tiny oven.")
-    nb = [("nb1", "Uses for a brick?", answers, "Uses for a brick?", "")]
-    mu = [("mu1", "Uses for a brick?", answers, "brick", "aut")]
+    nb = [("nb1", "Uses for a brick?", answers, "Uses for a brick?", "", nb_settings())]
+    mu = [("mu1", "Uses for a brick?", answers, "brick", "aut", MUCE)]
     rows = Scorer(ScoringConfig()).score(list(answers), metrics=["novelty", "diversity"]).rows
     assert [r["degenerate"] for r in rows] == [None, None, "empty", "one_word", None]
     for metric, field in (("prompt_novelty", "novelty"), ("prompt_diversity", "diversity")):

@@ -106,7 +106,7 @@ def test_task_documents_are_unique_english_heldout_prompts(tmp_path):
 def test_every_task_type_has_a_plain_and_a_pooled_yaml():
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    folder = Path(lmeval.__file__).parent / "tasks" / "muce"
+    folder = Path(lmeval.__file__).parents[1] / "tasks" / "muce"
     if not folder.is_dir():
         folder = Path(__file__).resolve().parents[1] / "tasks" / "muce"
     base = load_yaml(folder / "_muce_template.yaml", resolve_func=False)

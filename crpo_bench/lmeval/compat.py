@@ -1,0 +1,46 @@
+"""The one place crpo-bench patches lm-eval internals (besides task discovery in
+crpo_bench/lmeval_hook.py): our standard errors. Written for lm-eval 0.4.13; on another
+version it checks the layout it relies on and fails with a message that says what to update.
+"""
+
+from __future__ import annotations
+
+WRITTEN_FOR = "0.4.13"
+
+
+def check_version() -> None:
+    """Refuse an lm-eval outside 0.4.x with a clear message (pyproject pins <0.5)."""
+    import lm_eval
+
+    version = getattr(lm_eval, "__version__", "unknown")
+    if not str(version).startswith("0.4."):
+        raise RuntimeError(f"crpo-bench's lm-eval glue was written for lm-eval {WRITTEN_FOR} (0.4.x); this is lm-eval "
+                           f"{version}. Install lm-eval>=0.4.13,<0.5 or update crpo_bench/lmeval/compat.py")
+
+
+def install_stderr_hook() -> None:
+    """Make lm-eval use each aggregation's `crpo_stderr` instead of reporting "N/A".
+
+    lm-eval 0.4.x looks the stderr function up by aggregation function in
+    `stderr_for_metric`, imported by name into `lm_eval.evaluator_utils`. If that
+    layout changes, fail loudly rather than silently report no error bars.
+    """
+    import lm_eval.evaluator_utils as evaluator_utils
+
+    check_version()
+
+    original = getattr(evaluator_utils, "stderr_for_metric", None)
+    if original is None:
+        raise RuntimeError("lm_eval.evaluator_utils.stderr_for_metric is gone: crpo_bench's standard errors "
+                           f"(crpo_bench/lmeval/compat.py, written for lm-eval {WRITTEN_FOR}) need updating")
+    if getattr(original, "crpo_hooked", False):
+        return
+
+    def stderr_for_metric(metric, bootstrap_iters):
+        own = getattr(metric, "crpo_stderr", None)
+        if own is not None and bootstrap_iters and bootstrap_iters > 0:
+            return own
+        return original(metric=metric, bootstrap_iters=bootstrap_iters)
+
+    stderr_for_metric.crpo_hooked = True
+    evaluator_utils.stderr_for_metric = stderr_for_metric

@@ -1,0 +1,90 @@
+"""lm-eval `custom_dataset` loaders: MuCE's held-out prompts and NoveltyBench's prompts.
+
+Each document carries everything its results need: the task name, the prompt asked, and
+for MuCE the item and task type (for originality and semantic distance).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from .. import muce
+from ..muce_prompts import user_prompt
+
+log = logging.getLogger("crpo_bench.lmeval")
+
+NOVELTYBENCH_HUB_ID = "yimingzhang/novelty-bench"
+NOVELTYBENCH_FILES = {"curated": "curated.jsonl", "wildchat": "wildchat-1k.jsonl"}
+
+
+def heldout_documents(rows: list[dict], muce_task: str, template: str = "default",
+                      prompts_per_task: int | None = None) -> list[dict]:
+    """The paper's evaluation documents of one task: English held-out rows (heldout_item,
+    then heldout_task, each in data order), one per distinct full prompt (the first),
+    rows the paper excludes left out; `prompts_per_task` keeps the first N (the paper's -np)."""
+    order = {split: k for k, split in enumerate(muce.HELDOUT_SPLITS)}
+    rows = sorted((r for r in rows if r["split"] in order), key=lambda r: order[r["split"]])  # stable
+    docs, seen = [], set()
+    for row in rows:
+        if muce.task_slug(row["TasksNamesFull"], strict=False) != muce_task or not muce.is_english(row.get("Language")):
+            continue
+        full = muce.row_full_prompt(row)
+        if full is None or full in seen:
+            continue
+        seen.add(full)
+        docs.append({"item": str(row["Prompt"]).strip(), "muce_task": muce_task, "full_prompt": full,
+                     "prompt": user_prompt(muce.task_name(muce_task), full, template),
+                     "dataset": str(row.get("Dataset") or ""), "split": row["split"]})
+    return docs[:prompts_per_task] if prompts_per_task else docs
+
+
+def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | None = None,
+                 muce_config: str | None = None, template: str | None = None,
+                 prompts_per_task: int | str | None = None, **_):
+    """lm-eval `custom_dataset`: the paper's held-out evaluation prompts of one MuCE task.
+
+    `muce_task` comes from the task's YAML; `muce_any` takes it from --metadata instead.
+    `template` (default, short_response, constrained_response, scr) and
+    `prompts_per_task` come from --metadata or the environment.
+    """
+    import datasets
+
+    if not muce_task:
+        raise ValueError(f"{task_name}: say which MuCE task type to evaluate, e.g. "
+                         "--metadata '{\"muce_task\": \"analogies\"}' (a slug or TasksNamesFull)")
+    muce_task = muce.task_slug(muce_task)
+    source = muce_data or os.environ.get("CRPO_MUCE_DATA")
+    config = muce_config or os.environ.get("CRPO_MUCE_CONFIG")
+    template = template or os.environ.get("CRPO_MUCE_TEMPLATE") or "default"
+    limit = prompts_per_task or os.environ.get("CRPO_PROMPTS_PER_TASK")
+    rows = muce.load_rows(source, splits=muce.HELDOUT_SPLITS, config=config)
+    docs = heldout_documents(rows, muce_task, template, int(limit) if limit else None)
+    if not docs:
+        raise ValueError(f"{task_name}: no English held-out prompts ({', '.join(muce.HELDOUT_SPLITS)}) of MuCE task "
+                         f"{muce.task_name(muce_task)!r} in {source or muce.HUB_ID}")
+    log.info("%s: %d prompts from %s (template %s)", task_name, len(docs), source or muce.HUB_ID, template)
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list([{"task": task_name, **d} for d in docs])})
+
+
+def noveltybench_dataset(subset: str, task_name: str, noveltybench_data: str | None = None, **_):
+    """lm-eval `custom_dataset`: NoveltyBench prompts from the hub, or a local JSONL in the
+    published format (a file, or a folder holding curated.jsonl / wildchat-1k.jsonl)."""
+    import datasets
+
+    source = noveltybench_data or os.environ.get("CRPO_NOVELTYBENCH_DATA")
+    if source:
+        path = Path(source) / NOVELTYBENCH_FILES[subset] if Path(source).is_dir() else Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{task_name}: NoveltyBench data {path} does not exist")
+        rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
+    else:
+        try:
+            rows = list(datasets.load_dataset(NOVELTYBENCH_HUB_ID, split=subset))
+        except Exception as err:
+            raise RuntimeError(f"cannot load {NOVELTYBENCH_HUB_ID} ({type(err).__name__}); offline, pass the "
+                               "published JSONL: CRPO_NOVELTYBENCH_DATA=/path/to/novelty-bench/data") from err
+    docs = [{"task": task_name, "id": str(r["id"]), "prompt": r["prompt"]} for r in rows]
+    return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})

@@ -1,0 +1,194 @@
+"""A task's report: every metric's value and standard error from the items of its documents.
+
+lm-eval hands all items of a task (one per prompt: its answers, item, task type and the
+task's settings) to each metric's aggregation, which is where the corpus exists: the
+answers of the task, or of one prompt. Each aggregation carries a resampling standard
+error over prompts (`crpo_stderr`: jackknife by default, bootstrap on request), which
+compat.install_stderr_hook makes lm-eval report.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable
+
+import numpy as np
+
+from .. import noveltybench, registry
+from ..metrics.ngrams import NGRAM_ORDERS
+from ..scoring import Scorer, counted_mean
+from .settings import answer_metrics, scorer_config
+
+
+@functools.lru_cache(maxsize=8)
+def _scorer(settings_json: str) -> Scorer:
+    return Scorer(scorer_config(json.loads(settings_json)))
+
+
+def _flatten(items: list) -> tuple[list[str], list[str], list[int]]:
+    """answers, their prompts, and the index of the item (prompt) each came from."""
+    answers, prompts, owner = [], [], []
+    for k, (_, prompt, responses, *_) in enumerate(items):
+        answers += responses
+        prompts += [prompt] * len(responses)
+        owner += [k] * len(responses)
+    return answers, prompts, owner
+
+
+def _mean(values, keep) -> float:
+    chosen = [v for v, k in zip(values, keep) if k and v is not None]
+    return float(np.mean(chosen)) if chosen else float("nan")
+
+
+def corpus_values(items: list, scorer: Scorer, per_answer: dict, corpus: str = "task") -> dict[str, float]:
+    """Every corpus metric of one task's items. With `corpus` "task" the task's answers form
+    one corpus; with "prompt" each prompt's answers do (the paper's 16 pooled samples), and
+    num_themes and the corpus n-gram diversities are means over prompts. prompt_* metrics
+    always use one corpus per prompt. `per_answer` caches surprise/quality."""
+    answers, prompts, owner = _flatten(items)
+    prompt_scores = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"])
+    scores = scorer.score(answers, corpus_ids=owner if corpus == "prompt" else None, prompts=prompts,
+                          metrics=["dsi", "novelty", "diversity", "theme_uniqueness", "ngram_diversity"])
+    keep = [row["degenerate"] is None or scorer.config.degenerate == "reference_compat" for row in scores.rows]
+    out = {m: _mean([r[m] for r in scores.rows], keep) for m in ("novelty", "diversity", "dsi", "theme_uniqueness")}
+    corpora = list(scores.corpora.values())
+    out["num_themes"] = float(np.mean([c.get("num_themes", 0) for c in corpora]))
+    for n in NGRAM_ORDERS:
+        values = [c[f"ngram_diversity_{n}"] for c in corpora if c[f"ngram_diversity_{n}"] is not None]
+        out[f"ngram_diversity_{n}"] = float(np.mean(values)) if values else float("nan")
+    out["prompt_novelty"] = _mean([r["novelty"] for r in prompt_scores.rows], keep)
+    out["prompt_diversity"] = _mean([r["diversity"] for r in prompt_scores.rows], keep)
+    for field, values in per_answer.items():
+        out[field] = _mean([values[(p, a)] for p, a in zip(prompts, answers)], keep)
+    return out
+
+
+def _per_answer_scores(items: list, scorer: Scorer, settings: dict) -> dict:
+    """Scores of each distinct (prompt, answer) that do not depend on the corpus (the
+    registry's answer-scope metrics: semantic distance, originality, surprise, quality, ...)."""
+    answers, prompts, _ = _flatten(items)
+    pairs = sorted(set(zip(prompts, answers)))
+    wanted = list(answer_metrics(settings))
+    if not pairs or not wanted:
+        return {}
+    item_of = {(prompt, answer): (item, muce_task) for _, prompt, answers, item, muce_task, _ in items
+               for answer in answers}
+    item_of = [item_of[pair] for pair in pairs]
+    rows = scorer.score([a for _, a in pairs], prompts=[p for p, _ in pairs], metrics=wanted,
+                        items=[i for i, _ in item_of], tasks=[t for _, t in item_of]).rows
+    fields = [f for m in wanted for f in registry.REGISTRY[m].fields]
+    return {f: {pair: row[f] for pair, row in zip(pairs, rows)} for f in fields}
+
+
+def resamples(n: int, method: str, iters: int, seed: int = 1234):
+    """Index lists of prompts to recompute a metric on, and how to turn the spread of
+    the recomputed values into a standard error.
+
+    jackknife (default): leave one prompt out, n times; se = sqrt((n-1)/n * sum (t_i - mean)^2).
+      Every answer appears at most once, so corpus-relative metrics (novelty, diversity,
+      themes, distinct n-grams) are recomputed on a real corpus.
+    bootstrap: draw n prompts with replacement; se = standard deviation of the draws.
+      A prompt drawn twice puts identical answers twice into the corpus, which pulls
+      diversity, theme uniqueness and distinct n-grams down: prefer the jackknife there.
+    """
+    if method == "jackknife":
+        return [[k for k in range(n) if k != i] for i in range(n)], \
+            lambda values: float(np.sqrt((n - 1) / n * np.nansum((values - np.nanmean(values)) ** 2)))
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, n, n).tolist() for _ in range(iters)], lambda values: float(np.nanstd(values, ddof=1))
+
+
+def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dict:
+    """Classes, utility and per-prompt novelty/diversity of each prompt: they depend on that
+    prompt's generations only, so resampling prompts reuses them."""
+    answers, prompts, owner = _flatten(items)
+    equivalent = noveltybench.make_equivalence(
+        settings["equivalence"], answers,
+        lambda texts: scorer.embed(texts, "embedding", scorer.config.text_batch_size), settings["classifier"])
+    semantic = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"]).rows
+    rewards = scorer.score(answers, prompts=prompts, metrics=["quality"]).rows if settings["reward_model"] else None
+    out = {}
+    for k, (_, prompt, gens, *_) in enumerate(items):
+        rows = [i for i, o in enumerate(owner) if o == k]
+        labels = noveltybench.partition(gens, equivalent)
+        values = {"distinct": max(labels) + 1,
+                  "prompt_novelty": _nan_if_none(counted_mean([semantic[i] for i in rows], "novelty",
+                                                              scorer.config.degenerate)),
+                  "prompt_diversity": _nan_if_none(counted_mean([semantic[i] for i in rows], "diversity",
+                                                                scorer.config.degenerate))}
+        if rewards is not None:
+            ratings = [noveltybench.rating(rewards[i]["quality"]) for i in rows]
+            values["utility"] = noveltybench.utility(noveltybench.generation_scores(labels, ratings),
+                                                     settings["patience"])
+        out[(prompt, gens)] = values
+    return out
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def noveltybench_values(items: list, per_prompt: dict) -> dict[str, float]:
+    """Means over prompts of the per-prompt values (a prompt whose generations are all
+    degenerate has no novelty or diversity and is left out of those two)."""
+    rows = [per_prompt[(prompt, gens)] for _, prompt, gens, *_ in items]
+    out = {}
+    for m in rows[0]:
+        known = [r[m] for r in rows if not np.isnan(r[m])]
+        out[m] = float(np.mean(known)) if known else float("nan")
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _task_report(key: str, items_json: str) -> dict:
+    """Point estimates and standard errors of every metric of one task (cached: lm-eval
+    calls each metric's aggregation and stderr separately on the same items)."""
+    items = [(t, p, tuple(r), i, m, s) for t, p, r, i, m, s in json.loads(items_json)]
+    settings = json.loads(items[0][5])  # the task's settings travel in its items
+    scorer = _scorer(items[0][5])
+    if settings["kind"] == registry.NOVELTYBENCH:
+        per_prompt = _noveltybench_per_prompt(items, scorer, settings)
+        values = functools.partial(noveltybench_values, per_prompt=per_prompt)
+    else:
+        per_answer = _per_answer_scores(items, scorer, settings)
+        values = functools.partial(corpus_values, scorer=scorer, per_answer=per_answer, corpus=settings["corpus"])
+    point = values(items)
+    if len(items) < 2:
+        return {"point": point, "stderr": {m: float("nan") for m in point}}
+    # Recompute every metric on resampled sets of prompts (embeddings come from memory).
+    subsets, spread_to_se = resamples(len(items), settings["stderr"], settings["bootstrap_iters"])
+    draws = {m: [] for m in point}
+    for subset in subsets:
+        for m, v in values([items[k] for k in subset]).items():
+            draws[m].append(v)
+    return {"point": point, "stderr": {m: spread_to_se(np.asarray(v, dtype=float)) for m, v in draws.items()}}
+
+
+def _report(items: list) -> dict:
+    items_json = json.dumps([[t, p, list(r), i, m, s] for t, p, r, i, m, s in items])
+    return _task_report(hashlib.sha256(items_json.encode()).hexdigest(), items_json)
+
+
+def _aggregation(metric: str) -> Callable[[list], float]:
+    def aggregate(items: list) -> float:
+        return _report(items)["point"][metric]
+
+    def stderr(items: list) -> float:
+        return _report(items)["stderr"][metric]
+
+    aggregate.__name__ = f"aggregate_{metric}"
+    aggregate.crpo_stderr = stderr
+    return aggregate
+
+
+class _Aggregations(dict):
+    """field -> its aggregation, made on first use, so metrics registered later have one too."""
+
+    def __missing__(self, field: str):
+        self[field] = _aggregation(field)
+        return self[field]
+
+
+AGGREGATIONS = _Aggregations()
