@@ -123,3 +123,34 @@ def test_crpo_train_score_puts_the_card_into_the_dataset(tmp_path):
     assert card["embedder"] == DEFAULT_EMBEDDER and card["dimensions"] == ["novelty", "diversity"]
     scored = datasets.load_from_disk(str(tmp_path / "scored"))
     assert json.loads(scored["train"].info.description)["crpo_bench_card"] == card
+
+
+def test_two_real_runs_under_different_embedders_are_kept_apart(tmp_path, tiny_lm_folder):
+    """Two `crpo-bench run`s, the second scoring with another embedder (the packaged MiniLM
+    given as a folder stands in): the leaderboard splits them, check refuses to compare."""
+    from crpo_bench.models import MINILM_PACKAGE, _package_file
+
+    other = tmp_path / "other-embedder"
+    other.symlink_to(_package_file(MINILM_PACKAGE, "model"), target_is_directory=True)
+    data = write_jsonl(tmp_path / "muce_raw.jsonl", raw_rows())
+    results = tmp_path / "r"
+    for name, extra in (("a", {}), ("b", {"embedder": str(other)})):
+        proc = subprocess.run([str(BIN / "crpo-bench"), "run", "--model", f"{name}={tiny_lm_folder}", "--tasks",
+                               "muce_aut", "--limit", "1", "--gen-kwargs", json.dumps({"max_gen_toks": 8}),
+                               "--metadata", json.dumps({"muce_data": str(data), "lm": "none", **extra}),
+                               "--out", str(results)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        if name == "a":
+            baseline = tmp_path / "baseline.json"
+            assert cli("check", "--baseline", baseline, "--results", results, "--update", cwd=tmp_path).returncode == 0
+            data_b = json.loads(baseline.read_text())
+            data_b["cards"]["b/muce_aut"] = data_b["cards"]["a/muce_aut"]  # b is expected under a's settings
+            data_b["metrics"].update({k.replace("a/", "b/", 1): v for k, v in data_b["metrics"].items()})
+            baseline.write_text(json.dumps(data_b))
+    board = cli("leaderboard", "--results", results, "--out", tmp_path / "board", cwd=tmp_path)
+    text = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert board.returncode == 0 and "not ranked together (they differ in embedder)" in text
+    assert f"## muce_aut [embedder={DEFAULT_EMBEDDER}]" in text
+    proc = cli("check", "--baseline", tmp_path / "baseline.json", "--results", results, cwd=tmp_path)
+    assert proc.returncode == 2 and "b/muce_aut: embedder differs" in proc.stderr
