@@ -7,8 +7,8 @@ dimension and a leaderboard column. The scorer's dispatch and CLI choices, the l
 metric lists and aggregations, the leaderboard's columns and directions, the trainer's
 `lambda_*` fields and score columns, and `validate`'s scorers all come from here.
 
-Built-in metrics are computed by the Scorer's passes (one embedding pass serves dsi,
-novelty, diversity and themes). A metric registered with a `compute` function is computed
+Built-in metrics name the Scorer pass that computes them (`computed_by`: one embedding
+pass serves dsi, novelty, diversity and themes). A metric registered with a `compute` function is computed
 per answer by calling it, so a new metric is one `register(...)` call:
 
     register(Metric("exclamations", fields=("exclamations",), compute=lambda responses, **_:
@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-SCOPES = ("answer", "corpus")
+SCOPES = ("answer", "prompt", "task")  # the answer alone; the corpus of its prompt; of its task
+PASSES = ("embedding", "ngrams", "lm", "item", "reward_model")  # the Scorer's passes for built-ins
 NEEDS = ("embedder", "lm", "reward_model", "item")
 MUCE, NOVELTYBENCH = "muce", "noveltybench"
 
@@ -29,7 +30,7 @@ MUCE, NOVELTYBENCH = "muce", "noveltybench"
 class Metric:
     name: str
     fields: tuple[str, ...]
-    scope: str = "answer"  # answer: depends on the answer alone; corpus: on the answers it is compared with
+    scope: str = "answer"  # answer: the answer alone; prompt / task: the corpus of its prompt / task
     needs: tuple[str, ...] = ()
     higher_is_better: bool = True
     degenerate: str = "left out of means"  # how degenerate answers count
@@ -39,6 +40,7 @@ class Metric:
     crpo: bool = False  # a CrPO dimension: lambda_<name>, columns <name>_chosen / <name>_rejected
     leaderboard: tuple[str, ...] = ()  # fields shown as leaderboard columns, in registration order
     compute: Callable | None = None  # fn(responses, prompts=, items=, tasks=, scorer=) -> one value per answer
+    computed_by: str | None = None  # built-ins: the Scorer pass that computes it (PASSES); else `compute`
     description: str = ""
 
     def __post_init__(self):
@@ -47,6 +49,10 @@ class Metric:
         unknown = set(self.needs) - set(NEEDS)
         if unknown:
             raise ValueError(f"metric {self.name}: unknown needs {sorted(unknown)}; choose from {NEEDS}")
+        if self.scorer and (self.compute is None) == (self.computed_by is None):
+            raise ValueError(f"metric {self.name}: give it a compute function (or, built in, a Scorer pass)")
+        if self.computed_by is not None and self.computed_by not in PASSES:
+            raise ValueError(f"metric {self.name}: pass {self.computed_by!r}, choose one of {PASSES}")
 
 
 REGISTRY: dict[str, Metric] = {}
@@ -116,36 +122,41 @@ CORPUS_PASS_ANSWER_METRICS = ("dsi", "ngram_diversity")
 
 # --- the built-in metrics (docs: metrics-spec; order = leaderboard column order) -----------
 
-register(Metric("dsi", ("dsi",), needs=("embedder",), degenerate="0; left out of means",
+register(Metric("dsi", ("dsi",), needs=("embedder",), computed_by="embedding", degenerate="0; left out of means",
                 description="mean pairwise cosine distance of the answer's unique words"))
-register(Metric("novelty", ("novelty",), scope="corpus", needs=("embedder",), crpo=True, leaderboard=("novelty",),
+register(Metric("novelty", ("novelty",), scope="task", needs=("embedder",), computed_by="embedding", crpo=True,
+                leaderboard=("novelty",),
                 degenerate="0 and out of the corpus; left out of means",
                 description="2 * |DSI(answer) - DSI(all answers of the corpus joined)|"))
-register(Metric("diversity", ("diversity",), scope="corpus", needs=("embedder",), crpo=True,
+register(Metric("diversity", ("diversity",), scope="task", needs=("embedder",), computed_by="embedding", crpo=True,
                 leaderboard=("diversity",), degenerate="0 and out of the corpus; left out of means",
                 description="mean cosine distance of the answer to the other answers of its corpus"))
-register(Metric("theme_uniqueness", ("theme_uniqueness", "num_themes"), scope="corpus", needs=("embedder",),
+register(Metric("theme_uniqueness", ("theme_uniqueness", "num_themes"), scope="task", needs=("embedder",),
+                computed_by="embedding",
                 leaderboard=("theme_uniqueness",), degenerate="0 and out of the corpus; left out of means",
                 description="Ward clustering (threshold 0.7) of answer embeddings; 1 / cluster size"))
 register(Metric("ngram_diversity", tuple(f"ngram_diversity_{n}" for n in range(1, 6)),
-                degenerate="out of the corpus's n-grams",
+                computed_by="ngrams", degenerate="out of the corpus's n-grams",
                 description="distinct / total n-grams, n = 1..5 (tasks report the corpus's)"))
-register(Metric("surprise", ("surprise", "perplexity"), needs=("lm",), crpo=True, leaderboard=("surprise",),
+register(Metric("surprise", ("surprise", "perplexity"), needs=("lm",), computed_by="lm", crpo=True,
+                leaderboard=("surprise",),
                 description="mean NLL of the answer's tokens given the prompt (paper profile: of the whole chat)"))
-register(Metric("originality", ("originality",), needs=("item",), crpo=True, leaderboard=("originality",),
+register(Metric("originality", ("originality",), needs=("item",), computed_by="item", crpo=True,
+                leaderboard=("originality",),
                 degenerate="answers without words get the lowest score (10)",
                 description="human-like originality on MuCE's 10-50 scale, learned from human ratings"))
-register(Metric("semantic_distance", ("semantic_distance",), needs=("embedder", "item"),
+register(Metric("semantic_distance", ("semantic_distance",), needs=("embedder", "item"), computed_by="item",
                 leaderboard=("semantic_distance",),
                 description="1 - cosine between the item and the answer"))
-register(Metric("quality", ("quality",), needs=("reward_model",), crpo=True, leaderboard=("quality",),
+register(Metric("quality", ("quality",), needs=("reward_model",), computed_by="reward_model", crpo=True,
+                leaderboard=("quality",),
                 description="raw logit of a one-output reward model on [prompt, answer]"))
-register(Metric("prompt_novelty", ("prompt_novelty",), scope="corpus", scorer=False, reported_by=(MUCE, NOVELTYBENCH),
+register(Metric("prompt_novelty", ("prompt_novelty",), scope="prompt", scorer=False, reported_by=(MUCE, NOVELTYBENCH),
                 description="novelty with one corpus per prompt"))
-register(Metric("prompt_diversity", ("prompt_diversity",), scope="corpus", scorer=False,
+register(Metric("prompt_diversity", ("prompt_diversity",), scope="prompt", scorer=False,
                 reported_by=(MUCE, NOVELTYBENCH), description="diversity with one corpus per prompt"))
-register(Metric("distinct", ("distinct",), scope="corpus", scorer=False, reported_by=(NOVELTYBENCH,),
+register(Metric("distinct", ("distinct",), scope="prompt", scorer=False, reported_by=(NOVELTYBENCH,),
                 leaderboard=("distinct",), description="NoveltyBench: equivalence classes per prompt"))
-register(Metric("utility", ("utility",), scope="corpus", scorer=False, needs=("reward_model",),
+register(Metric("utility", ("utility",), scope="prompt", scorer=False, needs=("reward_model",),
                 reported_by=(NOVELTYBENCH,), leaderboard=("utility",),
                 description="NoveltyBench: patience-weighted quality of the first member of each class"))

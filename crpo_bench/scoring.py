@@ -40,8 +40,6 @@ DEGENERATE_POLICIES = ("exclude", "reference_compat")
 # want them at import time (plugins registered later appear in registry calls, not here).
 METRIC_FIELDS = registry.metric_fields()
 METRICS = registry.scorer_metrics()
-# metrics computed by the one embedding pass over words and texts
-EMBEDDING_METRICS = ("dsi", "novelty", "diversity", "theme_uniqueness")
 
 
 @dataclass
@@ -209,20 +207,22 @@ class Scorer:
         for cid, idx in members.items():
             corpora[cid] = {"n": len(idx), "n_degenerate": sum(kinds[i] is not None for i in idx)}
 
-        if any(m in metrics for m in EMBEDDING_METRICS):
+        # each built-in metric names the pass that computes it (registry.Metric.computed_by)
+        passes = {registry.REGISTRY[m].computed_by for m in metrics}
+        if "embedding" in passes:
             self._semantic(responses, members, in_corpus, metrics, rows, corpora)
-        if "ngram_diversity" in metrics:
+        if "ngrams" in passes:
             self._ngrams(responses, members, in_corpus, rows, corpora)
-        if "surprise" in metrics:
+        if "lm" in passes:
             model, tokenizer = _load_causal_lm(cfg.lm, cfg.trust_remote_code)
             nll = surprise.NLL_FUNCTIONS[cfg.surprise_scope](model, tokenizer, prompts, list(responses),
                                                              progress=cfg.progress)
             for row, value in zip(rows, nll):
                 row["surprise"], row["perplexity"] = _num(value), _num(surprise.perplexity(value))
-        if "semantic_distance" in metrics or "originality" in metrics:
+        if "item" in passes:
             items = [i if i is not None else p for i, p in zip(items or [None] * n, prompts)]
             self._relative_to_item(responses, items, list(tasks or [None] * n), kinds, metrics, rows)
-        if "quality" in metrics:
+        if "reward_model" in passes:
             model, tokenizer = _load_reward_model(cfg.reward_model, cfg.trust_remote_code)
             rewards = quality.reward_scores(model, tokenizer, prompts, list(responses), progress=cfg.progress)
             for row, value in zip(rows, rewards):
@@ -264,7 +264,7 @@ class Scorer:
                 labels = themes.theme_labels(vectors)
                 scores["theme_uniqueness"] = themes.theme_uniqueness(labels)
                 corpora[cid]["num_themes"] = int(labels.max()) + 1
-            asked = [m for m in EMBEDDING_METRICS if m in metrics]
+            asked = [m for m in metrics if registry.REGISTRY[m].computed_by == "embedding"]
             for i in idx:  # excluded answers score 0: never a reward for saying nothing
                 rows[i].update({m: 0.0 for m in asked})
             for m in asked:

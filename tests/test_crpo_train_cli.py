@@ -16,7 +16,8 @@ from crpo_bench import muce
 
 BIN = Path(sys.executable).parent
 # The packaged paper recipes assume a GPU and an 8B model; these make them run on a tiny one.
-ON_CPU = ["--bf16", "false", "--fp16", "false", "--gradient_checkpointing", "false", "--use_cpu", "true", "--report_to", "none",
+ON_CPU = ["--bf16", "false", "--fp16", "false", "--gradient_checkpointing", "false", "--use_cpu", "true",
+          "--report_to", "none",
           "--save_strategy", "no", "--max_length", "96", "--per_device_train_batch_size", "2"]
 
 

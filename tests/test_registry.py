@@ -31,11 +31,13 @@ def toy_metric():
 
 def test_registering_twice_or_a_taken_field_is_refused(toy_metric):
     with pytest.raises(ValueError, match="already registered"):
-        registry.register(registry.Metric("exclamations", ("other",)))
+        registry.register(registry.Metric("exclamations", ("other",), compute=exclamations))
     with pytest.raises(ValueError, match=r"field\(s\) \['novelty'\] already belong"):
-        registry.register(registry.Metric("copy", ("novelty",)))
+        registry.register(registry.Metric("copy", ("novelty",), compute=exclamations))
     with pytest.raises(ValueError, match="scope 'global'"):
-        registry.Metric("bad", ("bad",), scope="global")
+        registry.Metric("bad", ("bad",), scope="global", compute=exclamations)
+    with pytest.raises(ValueError, match="give it a compute function"):
+        registry.Metric("bad", ("bad",))
 
 
 def test_a_registered_metric_reaches_score_lm_eval_and_the_leaderboard(toy_metric, tmp_path, tiny_lm_folder):
