@@ -19,6 +19,7 @@ unknown task name is an error that lists the known ones.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -133,46 +134,58 @@ def read_ocsai(path: str | Path, split: str) -> list[dict]:
     """ocsai lines {"prompt": "<Task> Prompt:<item>\\nResponse:<text>\\nScore:\\n", "completion": "<score>"}
     as MuCE rows of split `split`."""
     rows = []
-    with Path(path).open(encoding="utf-8") as lines:
-        for lineno, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                match = OCSAI_LINE.match(record["prompt"])
-                score = float(record["completion"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise ValueError(f"{path}:{lineno}: not an ocsai line ({type(err).__name__}: {err})") from None
-            if match is None or match["task"] not in OCSAI_TASKS:
-                raise ValueError(f"{path}:{lineno}: not an ocsai prompt: {record['prompt'][:60]!r}")
-            rows.append({
-                "TasksNamesFull": OCSAI_TASKS[match["task"]], "Dataset": "ocsai", "Prompt": match["item"].strip(),
-                "Response": match["response"].strip(), "facsco_grm_scaled": score, "RatingLabel": score,
-                "Language": "English", "TaskType": "text", "Set": split, "split": split,
-            })
+    raw = Path(path).read_bytes()
+    for lineno, data in enumerate(raw.split(b"\n"), start=1):  # bytes: a bad byte is named by its line
+        try:
+            line = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}:{lineno}: not UTF-8") from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            match = OCSAI_LINE.match(record["prompt"])
+            score = float(record["completion"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}:{lineno}: not an ocsai line ({type(err).__name__}: {err})") from None
+        if match is None or match["task"] not in OCSAI_TASKS:
+            raise ValueError(f"{path}:{lineno}: not an ocsai prompt: {record['prompt'][:60]!r}")
+        if not math.isfinite(score):
+            raise ValueError(f"{path}:{lineno}: completion: not a finite score: {record['completion']!r}")
+        rows.append({
+            "TasksNamesFull": OCSAI_TASKS[match["task"]], "Dataset": "ocsai", "Prompt": match["item"].strip(),
+            "Response": match["response"].strip(), "facsco_grm_scaled": score, "RatingLabel": score,
+            "Language": "English", "TaskType": "text", "Set": split, "split": split,
+            "_where": f"{path}:{lineno}",
+        })
     return rows
 
 
-def _with_split(rows: list[dict], origin: str, default_split: str | None) -> list[dict]:
-    """Text rows only, each with `split` from its `Set` (either layout), else `default_split`."""
+def _with_split(rows: list[dict], origin: str, default_split: str | None,
+                lines: list[int] | None = None) -> list[dict]:
+    """Text rows only, each with `split` from its `Set` (either layout), else `default_split`,
+    and `_where` ("FILE:LINE", or "SOURCE, row K") for messages about it."""
     out = []
     for k, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise ValueError(f"{origin}{f':{lines[k - 1]}' if lines else f', row {k}'}: not a JSON object")
+        where = f"{origin.removeprefix('MuCE data file ')}:{lines[k - 1]}" if lines else f"{origin}, row {k}"
         missing = [c for c in ("TasksNamesFull", "Prompt") if c not in row]
         if missing:
-            raise ValueError(f"{origin}, row {k}: missing column(s) {missing}")
+            raise ValueError(f"{where}: missing column(s) {missing}")
         if str(row.get("TaskType") or "text").lower() != "text":
             continue  # the paper keeps text tasks; image rows have no prompt text to ask
         if row.get("Set") not in (None, ""):
             try:
                 split = split_of(row["Set"])
             except ValueError as err:
-                raise ValueError(f"{origin}, row {k}: {err}") from None
+                raise ValueError(f"{where}: {err}") from None
         elif default_split is not None:
             split = default_split
         else:
-            raise ValueError(f"{origin}, row {k}: no `Set` column, and the file name does not name a split "
+            raise ValueError(f"{where}: no `Set` column, and the file name does not name a split "
                              f"({', '.join(SPLITS)})")
-        out.append({**row, "split": split})
+        out.append({**row, "split": split, "_where": where})
     return out
 
 
@@ -195,15 +208,20 @@ def read_table(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"MuCE data file {path} does not exist")
     suffix = path.suffix.lower()
+    numbers = None
     if suffix in (".jsonl", ".json"):
-        rows = []
-        with path.open(encoding="utf-8") as lines:
-            for lineno, line in enumerate(lines, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"{path}:{lineno}: not JSON ({err})") from None
+        rows, numbers = [], []
+        with path.open(encoding="utf-8", errors="strict") as lines:
+            try:
+                for lineno, line in enumerate(lines, start=1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as err:
+                            raise ValueError(f"{path}:{lineno}: not JSON ({err})") from None
+                        numbers.append(lineno)
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}:{len(numbers) and numbers[-1] + 1 or 1}: not UTF-8") from None
     elif suffix == ".csv":
         import csv
 
@@ -215,7 +233,7 @@ def read_table(path: str | Path) -> list[dict]:
         rows = pq.read_table(path).to_pylist()
     else:
         raise ValueError(f"MuCE data file {path}: expected .jsonl, .csv or .parquet")
-    return _with_split(rows, f"MuCE data file {path}", path.stem if path.stem in SPLITS else None)
+    return _with_split(rows, f"MuCE data file {path}", path.stem if path.stem in SPLITS else None, numbers)
 
 
 def load_hub(config: str | None = None) -> list[dict]:
@@ -241,31 +259,50 @@ def load_rows(source: str | None = None, splits=SPLITS, config: str | None = Non
     return [r for r in rows if r["split"] in splits]
 
 
-def read_rated(source: str | Path, split: str | None = None, config: str | None = None) -> list[dict]:
+def read_rated(source: str | Path, split: str | None = None, config: str | None = None,
+               notice=None) -> list[dict]:
     """Human-rated rows in MuCE's schema from an ocsai file (all of split `split`, default
     train), a local MuCE file or folder in either layout, or "hub" (`config` names a hub
-    configuration); for MuCE data, `split` keeps that split only (None: every split). Only
-    rows with a numeric score are kept."""
+    configuration); for MuCE data, `split` keeps that split only (None: every split).
+
+    Rows without a score (empty or null) are unrated and left out (`notice` is told how
+    many); a score that is not a finite number, or a row without `Response`, is an error
+    naming the row."""
     if str(source) == "hub":
         rows = load_rows(None, config=config)
     else:
         path = Path(source)
         first = ""
         if path.is_file():
-            with path.open(encoding="utf-8") as f:
+            with path.open(encoding="utf-8", errors="replace") as f:
                 first = f.readline()
-        is_ocsai = path.suffix == ".jsonl" and first.strip() and {"prompt", "completion"} <= set(json.loads(first))
-        if is_ocsai:
-            return _scored(read_ocsai(path, split or "train"))
-        rows = read_table(path)
-    return _scored([r for r in rows if split is None or r["split"] == split])
-
-
-def _scored(rows: list[dict]) -> list[dict]:
-    rated = []
-    for r in rows:
         try:
-            rated.append({**r, "facsco_grm_scaled": float(r["facsco_grm_scaled"])})
-        except (KeyError, TypeError, ValueError):
+            is_ocsai = path.suffix == ".jsonl" and first.strip() and {"prompt", "completion"} <= set(json.loads(first))
+        except (json.JSONDecodeError, TypeError):
+            is_ocsai = False  # read_table names the bad line
+        if is_ocsai:
+            return _scored(read_ocsai(path, split or "train"), notice)
+        rows = read_table(path)
+    return _scored([r for r in rows if split is None or r["split"] == split], notice)
+
+
+def _scored(rows: list[dict], notice=None) -> list[dict]:
+    rated, unrated = [], 0
+    for r in rows:
+        where = r.get("_where", "MuCE row")
+        if "Response" not in r:
+            raise ValueError(f"{where}: missing column 'Response'")
+        value = r.get("facsco_grm_scaled")
+        if value is None or (isinstance(value, str) and not value.strip()):
+            unrated += 1
             continue
+        try:
+            score = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: facsco_grm_scaled: not a number: {value!r}") from None
+        if not math.isfinite(score):
+            raise ValueError(f"{where}: facsco_grm_scaled: not a finite number: {value!r}")
+        rated.append({**r, "facsco_grm_scaled": score})
+    if unrated and notice:
+        notice(f"{unrated} row(s) without a score (facsco_grm_scaled) left out as unrated")
     return rated

@@ -164,3 +164,36 @@ def test_lambda_originality_from_the_score_step_to_the_weight(scorer, tmp_path):
     config = CrPOConfig(output_dir=str(tmp_path), lambda_originality=2.0, bf16=False, use_cpu=True)
     weighted = add_weights(datasets.Dataset.from_list(scored), config)
     assert weighted[WEIGHT] == pytest.approx([2.0 * w for w in want])
+
+
+def _muce_line(response="a doorstop", score=30, **extra):
+    row = {"TasksNamesFull": "Alternate Uses of Objects Task", "Prompt": "brick", "Set": "Training",
+           "Response": response, "facsco_grm_scaled": score, **extra}
+    return json.dumps(row)
+
+
+@pytest.mark.parametrize("lines, message", [
+    # a missing Response column: named, not a KeyError traceback
+    (['{"TasksNamesFull": "Poems", "Prompt": "rain", "Set": "Training", "facsco_grm_scaled": 30}'],
+     "{path}:1: missing column 'Response'"),
+    # a bad JSON line: its file and its real line number (blank lines count)
+    ([_muce_line(), "", _muce_line("paperweight", 22), "{not json"], "{path}:4: not JSON"),
+    # a score that is not a number: an error, not half the pairs dropped with exit 0
+    ([_muce_line(), _muce_line("paperweight", "high")], "{path}:2: facsco_grm_scaled: not a number: 'high'"),
+    # Infinity is not a score
+    ([_muce_line(), _muce_line("paperweight", "Infinity")], "{path}:2: facsco_grm_scaled: not a finite number"),
+])
+def test_pairs_input_errors_name_file_line_and_field(tmp_path, capsys, lines, message):
+    path = tmp_path / "muce.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert crpo_train(["pairs", "--data", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert message.format(path=path) in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unrated_rows_are_left_out_and_counted(tmp_path, capsys):
+    path = tmp_path / "muce.jsonl"
+    path.write_text("\n".join([_muce_line("a doorstop", 40), _muce_line("paperweight", 22),
+                               _muce_line("unrated", None), _muce_line("blank", "")]) + "\n")
+    assert crpo_train(["pairs", "--data", str(path), "--out", str(tmp_path / "o")]) == 0
+    assert "2 row(s) without a score (facsco_grm_scaled) left out as unrated" in capsys.readouterr().err

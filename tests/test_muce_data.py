@@ -53,7 +53,8 @@ def test_ocsai_lines_become_muce_rows(tmp_path):
     rows = muce.read_ocsai(src, "heldout_item")
     assert rows[0] == {"TasksNamesFull": "Alternate Uses of Objects Task", "Dataset": "ocsai", "Prompt": "brick",
                        "Response": "seat around a campfire", "facsco_grm_scaled": 17.0, "RatingLabel": 17.0,
-                       "Language": "English", "TaskType": "text", "Set": "heldout_item", "split": "heldout_item"}
+                       "Language": "English", "TaskType": "text", "Set": "heldout_item", "split": "heldout_item",
+                       "_where": f"{src}:1"}
     assert rows[1]["Response"] == "a boat\nfor a mouse" and rows[1]["TasksNamesFull"] == "Alternate Uses of Objects Task"
     assert muce.task_slug(rows[2]["TasksNamesFull"]) == "sentence_completion"
 
@@ -87,7 +88,7 @@ def test_local_files_in_three_formats_load_the_same_rows(tmp_path, suffix):
 
 def test_local_file_missing_a_column_is_named(tmp_path):
     path = write(tmp_path / "m.jsonl", [{"Prompt": "brick", "Set": "test"}])
-    with pytest.raises(ValueError, match=r"m.jsonl, row 1: missing column\(s\) \['TasksNamesFull'\]"):
+    with pytest.raises(ValueError, match=r"m.jsonl:1: missing column\(s\) \[.TasksNamesFull.\]"):
         muce.load_rows(str(path))
 
 

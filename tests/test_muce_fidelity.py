@@ -208,7 +208,7 @@ def test_set_values_of_both_layouts(value, split):
 
 def test_unknown_set_value_is_an_error_naming_the_row(tmp_path):
     path = write_jsonl(tmp_path / "m.jsonl", [{"TasksNamesFull": "Poems", "Prompt": "x", "Set": "Holdout"}])
-    with pytest.raises(ValueError, match=r"m.jsonl, row 1: unknown MuCE Set 'Holdout'.*HeldoutItem"):
+    with pytest.raises(ValueError, match=r"m.jsonl:1: unknown MuCE Set 'Holdout'.*HeldoutItem"):
         muce.read_table(path)
 
 

@@ -65,7 +65,8 @@ def read_sources(specs: list[str], config: str | None = None) -> list[dict]:
         split, _, source = spec.rpartition("=") if "=" in spec else ("", "", spec)
         if source != "hub" and not Path(source).exists():
             raise FileNotFoundError(f"--data {spec}: {source} does not exist")
-        rows += muce.read_rated(source, split or None, config=config)
+        rows += muce.read_rated(source, split or None, config=config,
+                                notice=lambda text, spec=spec: print(f"--data {spec}: {text}", file=sys.stderr))
     return rows
 
 
