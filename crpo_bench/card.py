@@ -24,7 +24,8 @@ from . import models
 # Fields whose change changes a metric's value (versions are recorded, not compared).
 METRIC_FIELDS = ("embedder", "embedder_fingerprint", "lm", "lm_fingerprint", "surprise_scope",
                  "reward_model", "reward_model_fingerprint", "tokenizer", "degenerate", "originality_model",
-                 "originality_fingerprint", "corpus", "samples_per_prompt", "template", "equivalence")
+                 "originality_fingerprint", "max_response_chars", "corpus", "samples_per_prompt", "template",
+                 "equivalence")
 SMALL_FILE = 64 * 2**20  # files up to this size are hashed whole; larger ones by name and size
 
 
@@ -103,6 +104,7 @@ def metric_card(config, surprise: bool = True, **protocol) -> dict:
         "reward_model": config.reward_model, "reward_model_fingerprint": fingerprint(config.reward_model),
         "tokenizer": config.tokenizer, "degenerate": config.degenerate,
         "originality_model": Path(originality).name, "originality_fingerprint": folder_fingerprint(originality),
+        "max_response_chars": getattr(config, "max_response_chars", None),
         "corpus": None, "samples_per_prompt": None, "template": None,
         **protocol,
         "versions": {p: _version(p) for p in ("crpo-bench", "lm_eval", "transformers", "torch",

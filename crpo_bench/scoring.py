@@ -55,6 +55,10 @@ class ScoringConfig:
     tokenizer: str = "regex"
     surprise_scope: str = "response"  # or "whole_chat", the paper's (metrics/surprise.py)
     trust_remote_code: bool = False  # the opt-in to models that ship their own code
+    # Answers are scored on their first max_response_chars characters (rows cut short say so
+    # in `truncated_at`): memory and time stay bounded whatever a model emits. 20,000 is about
+    # 4,000 tokens, four times the paper's longest generation (1,024 new tokens).
+    max_response_chars: int | None = 20_000
     embedding_cache: bool = True
     cache_path: Path | None = None  # default: <cache dir>/embeddings.sqlite
     word_batch_size: int = 64  # measured fastest on CPU for MiniLM (benchmarks/)
@@ -197,9 +201,12 @@ class Scorer:
         if not (len(corpus_ids) == len(prompts) == n):
             raise ValueError("responses, corpus_ids and prompts must have the same length")
 
+        cap = cfg.max_response_chars
+        cut = [cap is not None and len(r) > cap for r in responses]
+        responses = [r[:cap] if c else r for r, c in zip(responses, cut)]
         kinds = [text.degenerate_kind(r, cfg.tokenizer) for r in responses]
         in_corpus = np.array([k is None or cfg.degenerate == "reference_compat" for k in kinds])
-        rows = [{"degenerate": kind} for kind in kinds]
+        rows = [{"degenerate": kind, **({"truncated_at": cap} if c else {})} for kind, c in zip(kinds, cut)]
         corpora: dict = {}
         members: dict[Hashable, list[int]] = {}
         for i, cid in enumerate(corpus_ids):

@@ -72,3 +72,18 @@ def test_single_real_answer_has_zero_diversity_and_its_own_theme(embedder, isola
     scorer = Scorer(ScoringConfig(cache_path=isolated_cache), embedder=embedder)
     row = scorer.score(REAL[:1], metrics=["novelty", "diversity", "theme_uniqueness"]).rows[0]
     assert (row["novelty"], row["diversity"], row["theme_uniqueness"], row["num_themes"]) == (0.0, 0.0, 1.0, 1)
+
+
+def test_a_very_long_answer_is_scored_on_its_first_characters():
+    """A 5 MB answer is cut at max_response_chars before scoring (memory and time stay
+    bounded) and the row says so; a normal answer is untouched."""
+    from crpo_bench.metrics.ngrams import ngram_diversity
+    from crpo_bench.text import word_sequence
+
+    long = " ".join(f"w{i % 5000}" for i in range(1_000_000))  # about 5.9 MB
+    rows = Scorer(ScoringConfig(max_response_chars=20_000)).score([long, "a short answer here"],
+                                                                  metrics=["ngram_diversity"]).rows
+    assert rows[0]["truncated_at"] == 20_000 and "truncated_at" not in rows[1]
+    head = word_sequence(long[:20_000])
+    assert rows[0]["ngram_diversity_2"] == pytest.approx(ngram_diversity(head, 2))
+    assert rows[1]["ngram_diversity_1"] == 1.0

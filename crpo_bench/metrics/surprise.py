@@ -91,9 +91,8 @@ def mean_token_nll(model, tokenizer, sequences: list[list[int]], first_scored: l
     """Per sequence, the mean NLL of its tokens from index first_scored[i] on (each
     predicted from all tokens before it); NaN where no token is scored.
 
-    Sequences are batched by length under a token budget, which bounds memory: the
-    logits alone are budget x vocabulary floats (2048 x 49152 x 4 bytes = 400 MB for
-    SmolLM2).
+    Sequences are batched by length under a token budget (a longer sequence runs alone),
+    and next_token_nll makes the logits in chunks, so memory stays bounded.
     """
     import torch
     from tqdm.auto import tqdm
@@ -115,16 +114,44 @@ def mean_token_nll(model, tokenizer, sequences: list[list[int]], first_scored: l
             for row, i in enumerate(batch):
                 ids[row, : len(sequences[i])] = torch.tensor(sequences[i], dtype=torch.long)
                 mask[row, : len(sequences[i])] = 1
-            logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits
-            # position t predicts token t+1
-            token_nll = torch.nn.functional.cross_entropy(
-                logits[:, :-1].transpose(1, 2).float(), ids[:, 1:].to(dev), reduction="none")
+            token_nll = next_token_nll(model, ids.to(dev), mask.to(dev))
             for row, i in enumerate(batch):
                 scored = token_nll[row, first_scored[i] - 1 : len(sequences[i]) - 1]
                 if scored.numel():
                     nll[i] = scored.mean().item()
             bar.update(len(batch))
             start = end
+    return nll
+
+
+LOGIT_CHUNK = 256  # positions whose logits exist at once: 256 x 49152 x 4 bytes = 50 MB for SmolLM2
+
+
+def next_token_nll(model, ids, mask):
+    """NLL of tokens 1..T-1 of each row, each predicted from the tokens before it, shape [B, T-1].
+
+    The logits of a long sequence are the memory hog (8,192 positions x SmolLM2's 49,152
+    words x 4 bytes = 1.6 GB, twice over for the float copy), so they are made LOGIT_CHUNK
+    positions at a time from the final hidden states: memory stays bounded whatever the
+    length. Models whose forward does not take `logits_to_keep` get the plain full pass.
+    """
+    import torch
+
+    try:
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1)
+    except TypeError:
+        logits = model(input_ids=ids, attention_mask=mask).logits  # position t predicts token t+1
+        return torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), ids[:, 1:], reduction="none")
+    hidden, head = out.hidden_states[-1], model.get_output_embeddings()
+    softcap = getattr(model.config, "final_logit_softcapping", None)  # Gemma-2 caps its logits
+    nll = torch.empty(ids.shape[0], max(ids.shape[1] - 1, 0), device=ids.device)
+    for start in range(0, ids.shape[1] - 1, LOGIT_CHUNK):
+        end = min(start + LOGIT_CHUNK, ids.shape[1] - 1)
+        logits = head(hidden[:, start:end]).float()
+        if softcap:
+            logits = torch.tanh(logits / softcap) * softcap
+        nll[:, start:end] = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, start + 1:end + 1],
+                                                              reduction="none")
     return nll
 
 

@@ -1,0 +1,44 @@
+"""Peak memory of scoring one very long answer (issue: a single 5 MB response took 7 GB).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_long_response.py [--mb 5]
+
+Scores one answer of about --mb megabytes with every offline metric (novelty, diversity,
+themes, n-grams, surprise under the packaged SmolLM2, semantic distance, originality), once
+with the default cap on answer length (ScoringConfig.max_response_chars) and once without a
+cap but with the chunked logits, each in a fresh process, and prints peak RSS and seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+CHILD = """
+import json, resource, sys, time
+from crpo_bench import Scorer, ScoringConfig
+mb, cap = float(sys.argv[1]), json.loads(sys.argv[2])
+words = ["brick", "mural", "pigment", "garden", "window", "planter", "doorstop", "oven"]
+text = " ".join(f"{words[i % 8]}{i % 997}" for i in range(int(mb * 1e6 / 8)))
+start = time.perf_counter()
+row = Scorer(ScoringConfig(max_response_chars=cap)).score([text, "grind it into red pigment"],
+                                                           items=["brick", "brick"]).rows[0]
+print(json.dumps({"chars": len(text), "cap": cap, "seconds": round(time.perf_counter() - start, 1),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                  "truncated_at": row.get("truncated_at"), "surprise": row["surprise"]}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=5.0)
+    args = parser.parse_args()
+    for cap in (20_000, None):
+        out = subprocess.run([sys.executable, "-c", CHILD, str(args.mb), json.dumps(cap)], capture_output=True,
+                             text=True)
+        print(out.stdout.strip() or out.stderr[-2000:])
+
+
+if __name__ == "__main__":
+    main()
