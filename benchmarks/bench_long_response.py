@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -22,8 +23,10 @@ mb, cap = float(sys.argv[1]), json.loads(sys.argv[2])
 words = ["brick", "mural", "pigment", "garden", "window", "planter", "doorstop", "oven"]
 text = " ".join(f"{words[i % 8]}{i % 997}" for i in range(int(mb * 1e6 / 8)))
 start = time.perf_counter()
-row = Scorer(ScoringConfig(max_response_chars=cap)).score([text, "grind it into red pigment"],
-                                                           items=["brick", "brick"]).rows[0]
+import dataclasses
+capped = "max_response_chars" in {f.name for f in dataclasses.fields(ScoringConfig)}  # older code: no cap
+config = ScoringConfig(max_response_chars=cap) if capped else ScoringConfig()
+row = Scorer(config).score([text, "grind it into red pigment"], items=["brick", "brick"]).rows[0]
 print(json.dumps({"chars": len(text), "cap": cap, "seconds": round(time.perf_counter() - start, 1),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                   "truncated_at": row.get("truncated_at"), "surprise": row["surprise"]}))
@@ -33,10 +36,13 @@ print(json.dumps({"chars": len(text), "cap": cap, "seconds": round(time.perf_cou
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=5.0)
+    parser.add_argument("--code", help="another checkout's folder to measure instead (e.g. a git worktree of "
+                                       "an older commit); its crpo_bench is imported first")
     args = parser.parse_args()
-    for cap in (20_000, None):
+    env = {**os.environ, **({"PYTHONPATH": args.code} if args.code else {})}
+    for cap in ((None,) if args.code else (20_000, None)):
         out = subprocess.run([sys.executable, "-c", CHILD, str(args.mb), json.dumps(cap)], capture_output=True,
-                             text=True)
+                             text=True, env=env)
         print(out.stdout.strip() or out.stderr[-2000:])
 
 

@@ -5,6 +5,13 @@ Within each task, models are ranked per metric (1 = best, by the metric's
 higher_is_better). A model that is not a baseline is marked where it differs from the
 best baseline beyond noise: |a - b| > 2 * sqrt(se_a^2 + se_b^2) (about a 95% two-sided
 test of independent estimates), ▲ better, ▼ worse.
+
+A value that is not a finite number (NaN, Infinity: a metric that could not be computed) is
+shown as such, "NaN (not ranked)", and left out of ranks, marks and plots. A model name
+that is not a string is refused (exit 2, naming the file and field) rather than converted:
+`check` matches results to the baseline by name, so a guessed spelling could match the
+wrong row. Names are escaped in both outputs (Markdown: | < > & \\ and newlines; HTML:
+html.escape) and drawn without matplotlib's mathtext, so a `$` is just a character.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import html
 import io
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,35 +44,79 @@ class Entry:
     higher_is_better: bool | None
     baseline: bool
     card: dict | None = None  # the metric card the value was made under (crpo_bench.card)
+    where: str | None = None  # "FILE: results.TASK.KEY" it was read from, for messages
+
+
+def shown(value) -> str:
+    """A value as it is spelled in JSON ("x", NaN, Infinity), for messages; containers by kind."""
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "a list"
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def finite(value: float) -> bool:
+    return math.isfinite(value)
 
 
 def read_results(folder: str | Path) -> list[Entry]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ResultsError(f"results folder {folder} does not exist")
-    entries = []
-    for path in sorted(folder.glob("*/*.json")):
-        try:
-            data = json.loads(path.read_text())
-            meta = data.get("crpo_bench", {})
-            model = meta.get("model", path.parent.name)
-            for task, metrics in data["results"].items():
-                better = data.get("higher_is_better", {}).get(task, {})
-                card = meta.get("card") or ((data.get("configs", {}).get(task) or {}).get("metadata") or {}).get("card")
-                for key, value in metrics.items():
-                    metric, _, _ = key.partition(",")
-                    if metric.endswith("_stderr") or not isinstance(value, (int, float)) or isinstance(value, bool):
-                        continue
-                    stderr = metrics.get(key.replace(",", "_stderr,", 1))
-                    stderr = float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None
-                    if math.isfinite(value):
-                        entries.append(Entry(model, task, metric, float(value), stderr, better.get(metric),
-                                             bool(meta.get("baseline", False)), card))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
-            raise ResultsError(f"{path}: not an lm-eval results file ({type(err).__name__}: {err})") from None
+    entries = [e for path in sorted(folder.glob("*/*.json")) for e in _read_file(path)]
     if not entries:
         raise ResultsError(f"no results under {folder} (expected <model>/<task>.json from `crpo-bench run`)")
     return entries
+
+
+def _read_file(path: Path) -> list[Entry]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        meta = data.get("crpo_bench", {})
+        model = _model_name(path, meta)
+        baseline = meta.get("baseline", False)
+        if not isinstance(baseline, bool):
+            raise ResultsError(f"{path}: crpo_bench.baseline: expected true or false, got {shown(baseline)}")
+        entries = []
+        for task, metrics in data["results"].items():
+            better = data.get("higher_is_better", {}).get(task, {})
+            card = _card(path, data, meta, task)
+            for key, value in metrics.items():
+                metric, _, _ = key.partition(",")
+                if metric.endswith("_stderr") or not isinstance(value, (int, float)) or isinstance(value, bool):
+                    continue
+                stderr = metrics.get(key.replace(",", "_stderr,", 1))
+                stderr = float(stderr) if isinstance(stderr, (int, float)) and math.isfinite(stderr) else None
+                # a non-finite value is kept: dropping it would show a blank cell and let `check`
+                # see a "missing" metric instead of a broken one
+                entries.append(Entry(model, task, metric, float(value), stderr, better.get(metric), baseline, card,
+                                     where=f"{path}: results.{task}.{key}"))
+        return entries
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AttributeError, OverflowError) as err:
+        raise ResultsError(f"{path}: not an lm-eval results file ({type(err).__name__}: {err})") from None
+
+
+def _model_name(path: Path, meta: dict) -> str:
+    """The model's name: crpo_bench.model, else the folder's. Not converted from another type,
+    since `check` matches results to a baseline by this name."""
+    model = meta.get("model", path.parent.name)
+    if not isinstance(model, str) or not model.strip():
+        raise ResultsError(f"{path}: crpo_bench.model: expected a non-empty string, got {shown(model)}")
+    return model
+
+
+def _card(path: Path, data: dict, meta: dict, task: str) -> dict | None:
+    """The metric card: crpo_bench.card (crpo-bench run), else the task's lm-eval metadata."""
+    card, field = meta.get("card"), "crpo_bench.card"
+    if not card:
+        card, field = ((data.get("configs", {}).get(task) or {}).get("metadata") or {}).get("card"), \
+            f"configs.{task}.metadata.card"
+    if card is not None and not isinstance(card, dict):
+        raise ResultsError(f"{path}: {field}: expected an object (a metric card), got {shown(card)}")
+    return card or None
 
 
 def separate_incomparable(entries: list[Entry]) -> tuple[list[Entry], list[str]]:
@@ -120,6 +172,9 @@ def ranks(entries: list[Entry]) -> dict[tuple[str, str, str], int]:
     """(model, task, metric) -> rank within the task's models, 1 = best (ties share a rank)."""
     out = {}
     for (task, metric), group in _by_task_metric(entries).items():
+        group = [e for e in group if finite(e.value)]  # NaN has no place in an order
+        if not group:
+            continue
         sign = -1 if group[0].higher_is_better is not False else 1
         values = sorted({sign * e.value for e in group})
         for e in group:
@@ -131,6 +186,7 @@ def versus_best_baseline(entries: list[Entry]) -> dict[tuple[str, str, str], str
     """(model, task, metric) -> '▲' or '▼' where a non-baseline model differs beyond noise."""
     marks = {}
     for group in _by_task_metric(entries).values():
+        group = [e for e in group if finite(e.value)]
         baselines = [e for e in group if e.baseline]
         if not baselines:
             continue
@@ -145,7 +201,13 @@ def versus_best_baseline(entries: list[Entry]) -> dict[tuple[str, str, str], str
     return marks
 
 
-def _cell(e: Entry, rank: int, mark: str) -> str:
+def _spelled(value: float) -> str:
+    return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+
+
+def _cell(e: Entry, rank: int | None, mark: str) -> str:
+    if not finite(e.value):
+        return f"{_spelled(e.value)} (not ranked)"
     se = f" ± {e.stderr:.4g}" if e.stderr is not None else ""
     return f"{e.value:.4g}{se} ({rank}){' ' + mark if mark else ''}"
 
@@ -163,7 +225,7 @@ def task_tables(entries: list[Entry]) -> dict[str, tuple[list[str], list[list[st
             row = [model, "baseline" if model in baselines else "model"]
             for metric in metrics:
                 e = index.get((model, task, metric))
-                row.append(_cell(e, rank[model, task, metric], marks.get((model, task, metric), "")) if e else "")
+                row.append(_cell(e, rank.get((model, task, metric)), marks.get((model, task, metric), "")) if e else "")
             rows.append(row)
         tables[task] = (["model", "kind", *metrics], rows)
     return tables
@@ -173,12 +235,38 @@ LEGEND = ("Cells: value ± standard error (rank among models, 1 = best). ▲/▼
           "baseline by more than 2 combined standard errors.")
 
 
+def non_finite_note(entries: list[Entry]) -> str | None:
+    """Where any value is NaN or infinite, a note saying so (the cells name them too)."""
+    broken = [e for e in entries if not finite(e.value)]
+    if not broken:
+        return None
+    return (f"{len(broken)} value(s) are not finite numbers (NaN or Infinity: the metric could not be computed); "
+            "they are shown as such and left out of ranks, marks and plots")
+
+
+_MD_ESCAPES = {"\\": "\\\\", "|": "\\|", "&": "&amp;", "<": "&lt;", ">": "&gt;"}
+
+
+def md_escape(text: str) -> str:
+    """Text from results (model and task names) as literal Markdown table-cell text: a `|`
+    would end the cell, a newline the row, and HTML in it would be rendered."""
+    text = "".join(_MD_ESCAPES.get(c, c) for c in str(text))
+    return text.replace("\r\n", "<br>").replace("\r", "<br>").replace("\n", "<br>")
+
+
 def markdown(entries: list[Entry], notes: list[str] = ()) -> str:
     from tabulate import tabulate
 
+    notes = [md_escape(n) for n in notes]
     parts = ["# crpo-bench leaderboard", "", LEGEND, "", *(f"Note: {n}." for n in notes), *([""] if notes else [])]
     for task, (header, rows) in task_tables(entries).items():
-        parts += [f"## {task}", "", tabulate(rows, header, tablefmt="github"), ""]
+        cells = [[md_escape(c) for c in row] for row in rows]
+        # disable_numparse: a model named "1.50" stays "1.50", not the number 1.5
+        table = tabulate(cells, [md_escape(h) for h in header], tablefmt="github", disable_numparse=True)
+        parts += [f"## {md_escape(task)}", "", table, ""]
+    note = non_finite_note(entries)
+    if note:  # after the tables, so the tables keep their place in the file
+        parts += [f"Note: {note}.", ""]
     return "\n".join(parts)
 
 
@@ -192,6 +280,17 @@ def _svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
+@contextmanager
+def _plain_text():
+    """Labels drawn as given: without this, matplotlib reads `$...$` in a model name as
+    mathtext and fails on, or mangles, a name such as `gpt-$5`. (A decorator: the labels'
+    Text objects take the setting when they are made, and the SVG is saved inside.)"""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        yield
+
+
 def _pyplot():
     import matplotlib
 
@@ -201,11 +300,12 @@ def _pyplot():
     return plt
 
 
+@_plain_text()
 def scatter(entries: list[Entry], task: str, x_metric: str, y_metric: str) -> str | None:
     plt, index = _pyplot(), _index(entries)
     points = [(m, index.get((m, task, x_metric)), index.get((m, task, y_metric)))
               for m in sorted({e.model for e in entries if e.task == task})]
-    points = [(m, x, y) for m, x, y in points if x and y]
+    points = [(m, x, y) for m, x, y in points if x and y and finite(x.value) and finite(y.value)]
     if not points:
         return None
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
@@ -221,6 +321,7 @@ def scatter(entries: list[Entry], task: str, x_metric: str, y_metric: str) -> st
     return svg
 
 
+@_plain_text()
 def profile(entries: list[Entry], task: str) -> str | None:
     """Each model's value on each dimension divided by the best model's (1 = best)."""
     import numpy as np
@@ -230,11 +331,12 @@ def profile(entries: list[Entry], task: str) -> str | None:
     models = sorted({e.model for e in entries if e.task == task})
     if not metrics:
         return None
-    best = {metric: max(abs(e.value) for e in groups[task, metric]) or 1.0 for metric in metrics}
+    best = {metric: max((abs(e.value) for e in groups[task, metric] if finite(e.value)), default=0.0) or 1.0
+            for metric in metrics}
     fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(metrics), 3.6))
     width = 0.8 / len(models)
     for k, model in enumerate(models):
-        heights = [index[model, task, m].value / best[m] if (model, task, m) in index else 0.0 for m in metrics]
+        heights = [_height(index.get((model, task, m)), best[m]) for m in metrics]
         ax.bar(np.arange(len(metrics)) + k * width, heights, width, label=model)
     ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics, rotation=20, fontsize=8)
     ax.set_ylabel("value / best model's")
@@ -243,6 +345,10 @@ def profile(entries: list[Entry], task: str) -> str | None:
     svg = _svg(fig)
     plt.close(fig)
     return svg
+
+
+def _height(e: Entry | None, best: float) -> float:
+    return e.value / best if e is not None and finite(e.value) else 0.0  # no bar where there is no number
 
 
 SORT_SCRIPT = """
@@ -258,7 +364,7 @@ for (const table of document.querySelectorAll('table.board')) {
 """
 
 
-def page(entries: list[Entry]) -> str:
+def page(entries: list[Entry], notes: list[str] = ()) -> str:
     index = _index(entries)
     sections = []
     for task, (header, rows) in task_tables(entries).items():
@@ -268,7 +374,7 @@ def page(entries: list[Entry]) -> str:
             cells = []
             for name, cell in zip(header, row):
                 e = index.get((row[0], task, name))
-                value = f" data-value='{e.value!r}'" if e else ""
+                value = f" data-value='{e.value!r}'" if e and finite(e.value) else ""
                 cells.append(f"<td{value}>{html.escape(cell)}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
         quality = "quality" if any(e.metric == "quality" and e.task == task for e in entries) else "originality"
@@ -282,6 +388,8 @@ def page(entries: list[Entry]) -> str:
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}th,td{border:1px solid #ccc;"
              "padding:4px 8px}th{cursor:pointer;background:#f3f3f3}.plots{display:flex;flex-wrap:wrap;gap:1em}"
              "figure.plot svg{max-width:520px;height:auto}")
+    broken = non_finite_note(entries)
+    notes = "".join(f"<p class='note'>Note: {html.escape(n)}.</p>" for n in [*notes, *([broken] if broken else [])])
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>crpo-bench leaderboard</title>"
             f"<style>{style}</style></head><body><h1>crpo-bench leaderboard</h1><p>{html.escape(LEGEND)}</p>"
-            f"{''.join(sections)}<script>{SORT_SCRIPT}</script></body></html>\n")
+            f"{notes}{''.join(sections)}<script>{SORT_SCRIPT}</script></body></html>\n")

@@ -161,3 +161,173 @@ def test_chat_template_by_default_and_raw_prompts_on_request(tmp_path, muce_file
         sample = json.loads((out / "tiny" / "muce_aut.samples.jsonl").read_text().splitlines()[0])
         prompt = sample["arguments"][0][0]  # (context, generation settings) of the first request
         assert ("<|user|>" in prompt) is templated, prompt  # the tiny tokenizer's chat template marks turns
+
+
+# --- issue 13.1: a model or task name becomes a file name and stays inside --out ---------
+
+
+@pytest.mark.parametrize("spec", ["..=smollm2", ".=smollm2", "a/b=smollm2"])
+def test_unsafe_model_name_is_refused_before_any_work(tmp_path, spec):
+    """As reported: `..=` wrote box/muce_aut.json beside --out, `.=` into its root, and
+    `a/b=smollm2` dropped the name and died in the hub with a traceback."""
+    proc = crpo_bench_run(["--model", spec, "--tasks", "muce_aut", "--limit", "1", "--out", "box/out"], cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr[-4000:]
+    assert f"model spec {spec!r}" in proc.stderr and bench.NAME_RULE in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "box").exists()  # refused before anything was written, or any model resolved
+
+
+@pytest.mark.parametrize("name", ["<script>", "a|b", "a\nb", "$HOME", "x" * 65, ""])
+def test_names_with_shell_or_html_syntax_are_refused(tmp_path, capsys, name):
+    from crpo_bench.cli import main
+
+    out = tmp_path / "out"
+    assert main(["run", "--model", f"{name}=smollm2", "--tasks", "muce_aut", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"model name {name!r} is not allowed" in err and bench.NAME_RULE in err
+    assert not out.exists()
+
+
+def test_unsafe_task_name_is_refused(tmp_path, capsys):
+    from crpo_bench.cli import main
+
+    out = tmp_path / "box" / "out"
+    assert main(["run", "--model", "m=api:m@http://127.0.0.1:9/v1", "--tasks", "../../muce_aut", "--out", str(out)]) == 2
+    assert "task name '../../muce_aut' is not allowed" in capsys.readouterr().err
+    assert not (tmp_path / "box").exists()
+
+
+def test_safe_names_and_derived_names(tmp_path, tiny_lm_folder):
+    assert bench.split_spec("crpo-v1.2+lora_b=smollm2") == ("crpo-v1.2+lora_b", "smollm2")
+    assert bench.split_spec("api:m@http://h/v1?x=y") == (None, "api:m@http://h/v1?x=y")  # "=" of a URL query
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "lr=1e-4").symlink_to(tiny_lm_folder)  # an existing folder with "=" in its path is WHAT
+    spec = bench.parse_spec(str(runs / "lr=1e-4"))
+    assert (spec.name, spec.renamed_from) == ("lr_1e-4", "lr=1e-4")  # escaped, and the notice knows from what
+    spec = bench.parse_spec("api:org/model@http://h")
+    assert (spec.name, spec.renamed_from) == ("org_model", "org/model")
+    assert bench.parse_spec("api:..@http://h").name == "model"  # a derived name never starts with "."
+    with pytest.raises(bench.BenchError, match="nothing after '='"):
+        bench.split_spec("name=")
+
+
+def test_every_written_path_resolves_inside_out(tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "linked").symlink_to(elsewhere)  # a model folder that points outside --out
+    with pytest.raises(bench.BenchError, match="outside --out"):
+        bench.result_path(out, "linked", "muce_aut")
+    spec = bench.ModelSpec("..", "hf", "hf")  # built without parse_spec
+    with pytest.raises(bench.BenchError, match="model name '..' is not allowed"):
+        bench.plan([spec], ["muce_aut"], out)
+    assert bench.result_path(out, "m", "muce_aut") == out / "m" / "muce_aut.json"
+
+
+# --- issue 13.5: endpoint URLs, and which key goes where ----------------------------------
+
+
+def test_endpoint_url_is_normalised_once():
+    for url in ("http://h:1", "http://h:1/", "http://h:1/v1", "http://h:1/v1/", "http://h:1/v1/chat/completions",
+                "http://h:1/v1/chat/completions/"):
+        assert bench.parse_spec(f"api:m@{url}").base_url == "http://h:1/v1/chat/completions", url
+    assert bench.parse_spec("api:m@https://h/v1beta/openai").base_url == "https://h/v1beta/openai/chat/completions"
+    assert bench.parse_spec("openai:gpt-4o", base_url="http://h/v1").base_url == "http://h/v1/chat/completions"
+    assert bench.parse_spec("openai:gpt-4o").base_url == bench.OPENAI_CHAT_URL
+    for bad, message in (("ftp://h/v1", "not an http"), ("h/v1", "not an http"), ("http://h:port/", "not an http"),
+                         (f"http://user:{SECRET}@h/v1", "user name or password")):
+        with pytest.raises(bench.BenchError, match=message) as err:
+            bench.parse_spec(f"api:m@{bad}")
+        assert SECRET not in str(err.value)
+
+
+def test_openai_key_goes_only_to_openai(monkeypatch, capsys):
+    from crpo_bench.commands.run import _api_keys
+
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.delenv("MY_KEY", raising=False)
+    openai, custom = bench.parse_spec("openai:gpt-4o"), bench.parse_spec("api:m@http://h/v1")
+    lookalike = bench.parse_spec("api:m2@https://api.openai.com.example.org/v1")
+    assert _api_keys([openai, custom, lookalike], None) == {"gpt-4o": SECRET, "m": None, "m2": None}
+    assert "model m: no API key sent to http://h/v1/chat/completions" in capsys.readouterr().out
+    with pytest.raises(bench.BenchError, match="--api-key-env MY_KEY: that environment variable is not set"):
+        _api_keys([custom], "MY_KEY")
+    monkeypatch.setenv("MY_KEY", "other")
+    assert _api_keys([custom], "MY_KEY") == {"m": "other"}
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(bench.BenchError, match="need an API key: set OPENAI_API_KEY"):
+        _api_keys([openai], None)
+
+
+class StubChat:
+    """A chat-completions endpoint that answers every POST with a fixed reply and records
+    each request's method, path and headers."""
+
+    def __init__(self):
+        self.requests: list[tuple[str, str, dict]] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _record(self):
+                stub.requests.append((self.command, self.path, dict(self.headers.items())))
+
+            def do_GET(self):  # noqa: N802 -- crpo-bench's "is anything listening" probe
+                self._record()
+                self.send_response(405)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self._record()
+                payload = json.dumps({"id": "stub", "object": "chat.completion", "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "a doorstop"}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}/v1"  # a base URL, as providers document it
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def auth(self, method: str = "POST") -> list:
+        return [{k.lower(): v for k, v in h.items()}.get("authorization") for m, _, h in self.requests if m == method]
+
+
+def test_custom_endpoint_gets_its_path_right_and_no_openai_key(tmp_path, muce_file):
+    """As reported: api:MODEL@http://host/v1 posted to /v1/v1/chat/completions, and the
+    OPENAI_API_KEY of the environment went to any custom endpoint as a bearer token."""
+    stub = StubChat()
+    try:
+        unasked = crpo_bench_run(["--model", f"stub=api:tiny@{stub.base}", "--concurrency", "1",
+                                  *common(muce_file, tmp_path / "r1")], cwd=tmp_path, env_extra={"OPENAI_API_KEY": SECRET})
+        assert unasked.returncode == 0, unasked.stderr[-4000:]
+        posts = [path for method, path, _ in stub.requests if method == "POST"]
+        assert len(posts) >= 4 and set(posts) == {"/v1/chat/completions"}
+        assert stub.auth("POST") == [None] * len(posts) and set(stub.auth("GET")) == {None}  # no header at all
+        assert "model stub: no API key sent to" in unasked.stdout
+
+        stub.requests.clear()
+        asked = crpo_bench_run(["--model", f"stub=api:tiny@{stub.base}", "--concurrency", "1", "--api-key-env",
+                                "MY_PROVIDER_KEY", *common(muce_file, tmp_path / "r2")], cwd=tmp_path,
+                               env_extra={"OPENAI_API_KEY": "sk-openai-must-not-travel", "MY_PROVIDER_KEY": SECRET})
+        assert asked.returncode == 0, asked.stderr[-4000:]
+        assert set(stub.auth("POST")) == {f"Bearer {SECRET}"}  # the key that was asked for, and only that one
+    finally:
+        stub.server.shutdown()
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert tmp_path / "r1" / "stub" / "muce_aut.json" in written and tmp_path / "r2" / "stub" / "muce_aut.json" in written
+    for path in written:
+        text = path.read_text(errors="ignore")
+        assert SECRET not in text and "sk-openai-must-not-travel" not in text, path
+    for proc in (unasked, asked):
+        assert SECRET not in proc.stdout + proc.stderr
+    meta = json.loads((tmp_path / "r2" / "stub" / "muce_aut.json").read_text())["crpo_bench"]
+    assert meta["model_args"]["base_url"] == f"{stub.base}/chat/completions"

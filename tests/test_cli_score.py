@@ -84,6 +84,17 @@ def test_prompt_scope_makes_one_corpus_per_prompt(tmp_path, isolated_cache, monk
     (['{"response": "a b", "id": {"k": 1}}'], "in.jsonl:1: field 'id' must be a string or an integer, got dict"),
     (['["response", "a b"]'], "in.jsonl:1: expected a JSON object, got list"),
     (["", "  "], "in.jsonl: no rows to score"),
+    # issue 13, item 8: passthrough numbers strict JSON cannot write back are refused with their field
+    (['{"response": "a b", "score": NaN}'], "in.jsonl:1: field 'score': not a finite number (NaN)"),
+    (['{"response": "a b", "meta": {"w": [1, -Infinity]}}'],
+     "in.jsonl:1: field 'meta.w[1]': not a finite number (-Infinity)"),
+    (['{"response": "a b", "x": 1e999}'], "in.jsonl:1: field 'x': not a finite number (Infinity)"),
+    # item 8: duplicate ids name both lines
+    (['{"id": 3, "response": "a b"}', '{"id": 4, "response": "a b"}', '{"id": 3, "response": "c d"}'],
+     "in.jsonl:3: field 'id': duplicate id 3, first on line 1"),
+    (['{"id": "a", "response": "a b"}', '{"id": "a", "response": "c d"}'],
+     "in.jsonl:2: field 'id': duplicate id 'a', first on line 1"),
+    (['{"id": true, "response": "a b"}'], "in.jsonl:1: field 'id' must be a string or an integer, got bool"),
 ])
 def test_bad_input_names_line_and_field_and_keeps_old_output(tmp_path, capsys, lines, message):
     src = write_lines(tmp_path / "in.jsonl", lines)
@@ -98,6 +109,101 @@ def test_bad_input_names_line_and_field_and_keeps_old_output(tmp_path, capsys, l
 def test_missing_input_file(tmp_path, capsys):
     assert main(["score", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl")]) == 2
     assert "nope.jsonl: no such file" in capsys.readouterr().err
+
+
+def test_ids_of_different_json_types_are_not_duplicates(tmp_path):
+    from crpo_bench.commands.score import read_rows
+
+    src = write_lines(tmp_path / "in.jsonl", ['{"id": 1, "response": "a b"}', '{"id": "1", "response": "c d"}'])
+    assert [r["id"] for r in read_rows(str(src))] == [1, "1"]
+
+
+def test_directory_as_input_says_it_is_a_directory(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    assert main(["score", str(tmp_path / "data"), "-o", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'data'}: is a directory" in err and "no such file" not in err
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path, capsys):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"response": "a b"}\n{"response": "caf\xe9 au lait"}\n')
+    assert main(["score", str(src), "-o", str(tmp_path / "o.jsonl"), "--metrics", "novelty"]) == 2
+    err = capsys.readouterr().err
+    assert "in.jsonl:2: not UTF-8 (byte 0xe9 at column 18)" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def no_scoring(monkeypatch):
+    """Fails the test if `score` gets as far as building a Scorer (loading models, scoring rows)."""
+    from crpo_bench.commands import score
+
+    def scorer(*args, **kwargs):
+        raise AssertionError("scoring started before the output was checked")
+
+    monkeypatch.setattr(score, "Scorer", scorer)
+
+
+@pytest.mark.parametrize("output, make, message", [
+    ("out", lambda d: (d / "out").mkdir(), "out: is a directory; the output must be a file path"),
+    ("o.jsonl", lambda d: (d / "o.card.json").mkdir(), "o.card.json: is a directory; the metric card"),
+    ("missing/o.jsonl", lambda d: None, "missing: no such directory (the folder of the output"),
+    ("afile/o.jsonl", lambda d: (d / "afile").write_text("x"), "afile: not a directory (the folder of the output"),
+])
+def test_unusable_output_is_refused_before_scoring(tmp_path, capsys, no_scoring, output, make, message):
+    """Issue 13, item 8: these failed with a traceback after all the scoring work."""
+    src = write_lines(tmp_path / "in.jsonl", [json.dumps(r) for r in ROWS])
+    make(tmp_path)
+    assert main(["score", str(src), "-o", str(tmp_path / output), "--metrics", "ngram_diversity"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()  # nothing is created for a refused run
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write into any folder")
+def test_unwritable_output_folder_is_refused_before_scoring(tmp_path, capsys, no_scoring):
+    src = write_lines(tmp_path / "in.jsonl", [json.dumps(r) for r in ROWS])
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        assert main(["score", str(src), "-o", str(locked / "o.jsonl"), "--metrics", "ngram_diversity"]) == 2
+    finally:
+        locked.chmod(0o755)
+    assert f"{locked / 'o.jsonl'}: cannot write the output there (Permission denied)" in capsys.readouterr().err
+
+
+def test_a_folder_that_refuses_new_files_is_reported_before_scoring(tmp_path, capsys, no_scoring, monkeypatch):
+    """The same check where the tests run as root: the probe's refusal is what the run reports."""
+    from crpo_bench import jsonl
+
+    src = write_lines(tmp_path / "in.jsonl", [json.dumps(r) for r in ROWS])
+    monkeypatch.setattr(jsonl, "_cannot_create_in", lambda folder: "Read-only file system")
+    assert main(["score", str(src), "-o", str(tmp_path / "o.jsonl"), "--metrics", "ngram_diversity"]) == 2
+    assert "o.jsonl: cannot write the output there (Read-only file system)" in capsys.readouterr().err
+
+
+def test_the_write_probe_leaves_nothing_behind(tmp_path):
+    from crpo_bench.jsonl import check_writable
+
+    check_writable(tmp_path / "o.jsonl")
+    assert list(tmp_path.iterdir()) == []
+
+
+def strict_json(line: str):
+    """json.loads that refuses NaN and Infinity, as every strict JSON reader does."""
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_non_finite_computed_values_are_written_as_null(tmp_path):
+    from crpo_bench.jsonl import write_jsonl_atomic
+
+    out = tmp_path / "o.jsonl"
+    write_jsonl_atomic(out, [{"surprise": float("nan"), "x": [float("inf"), 1.5], "t": (float("-inf"),)},
+                             {"surprise": 2.0}])
+    assert [strict_json(line) for line in out.read_text().splitlines()] == [
+        {"surprise": None, "x": [None, 1.5], "t": [None]}, {"surprise": 2.0}]
 
 
 def test_quality_without_reward_model_is_refused(tmp_path, capsys):
@@ -180,3 +286,60 @@ def test_item_metrics_use_the_item_field_and_are_left_out_without_item_or_prompt
     assert main(["score", str(bare), "-o", str(tmp_path / "b.jsonl"), "--quiet"]) == 0
     assert "originality, semantic_distance left out" in capsys.readouterr().err
     assert "originality" not in json.loads((tmp_path / "b.jsonl").read_text().splitlines()[0])
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, then put the old one back."""
+    old = os.umask(0o022)
+    yield os.umask
+    os.umask(old)
+
+
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_writes_follow_the_umask(tmp_path, umask, mask, mode):
+    """Issue 13, item 9: every output was 0600 (mkstemp's mode) whatever the umask."""
+    from crpo_bench.jsonl import write_folder_atomic, write_jsonl_atomic, write_text_atomic
+
+    umask(mask)
+    write_text_atomic(tmp_path / "LEADERBOARD.md", "# table\n")
+    write_jsonl_atomic(tmp_path / "scored.jsonl", [{"a": 1}])
+    write_folder_atomic(tmp_path / "model", lambda d: (d / "w.bin").write_bytes(b"0"))
+    with open(tmp_path / "plain.txt", "w"):
+        pass
+    assert (tmp_path / "plain.txt").stat().st_mode & 0o777 == mode  # what open() gives
+    assert (tmp_path / "LEADERBOARD.md").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "scored.jsonl").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "model").stat().st_mode & 0o777 == 0o777 & ~mask  # what mkdir() gives
+
+
+def test_current_umask_reads_the_process_umask_and_leaves_it(umask):
+    from crpo_bench.jsonl import current_umask
+
+    for mask in (0o077, 0o022):
+        umask(mask)
+        assert current_umask() == mask and current_umask() == mask
+
+
+def test_a_file_left_private_by_an_earlier_version_follows_the_umask_when_rewritten(tmp_path, umask):
+    from crpo_bench.jsonl import write_text_atomic
+
+    umask(0o022)
+    out = tmp_path / "results.json"
+    out.write_text("old")
+    out.chmod(0o600)
+    write_text_atomic(out, "new")
+    assert out.read_text() == "new" and out.stat().st_mode & 0o777 == 0o644
+
+
+def test_score_outputs_follow_the_umask_and_are_strict_json(tmp_path, umask):
+    umask(0o022)
+    rows = [dict(r, weight=0.5) for r in ROWS]
+    src = write_lines(tmp_path / "in.jsonl", [json.dumps(r) for r in rows])
+    out = tmp_path / "scored.jsonl"
+    assert main(["score", str(src), "-o", str(out), "--metrics", "ngram_diversity", "--quiet"]) == 0
+    assert out.stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "scored.card.json").stat().st_mode & 0o777 == 0o644
+    scored = [strict_json(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in scored] == [r["id"] for r in ROWS]
+    assert scored[2]["ngram_diversity_1"] is None  # the empty answer: no value, written as null

@@ -4,6 +4,7 @@ headless Chromium."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -146,3 +147,261 @@ def test_page_renders_in_headless_chromium(tmp_path):
     colors = {c for _, c in image.getcolors(maxcolors=1 << 20)}
     assert any(abs(r - 31) < 12 and abs(g - 119) < 12 and abs(b - 180) < 12 for r, g, b in colors)
     assert any(abs(r - 255) < 12 and abs(g - 127) < 12 and abs(b - 14) < 12 for r, g, b in colors)
+
+
+# --- issue 13 item 3: `check` on malformed baselines and non-finite values -----------------
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN and Infinity, as any strict JSON reader does."""
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def main(*args) -> int:
+    from crpo_bench import cli as crpo_cli
+
+    return crpo_cli.main([str(a) for a in args])
+
+
+GOOD_METRIC = {"value": 0.13, "higher_is_better": True}
+GOOD_CARD = {"embedder": "minilm", "samples_per_prompt": 4, "versions": {"torch": "2.0"}}
+# (baseline text, with @M: one good metric, @C: a good card) -> the start of `check`'s message
+MALFORMED_BASELINES = {
+    '{"tolerance": {"novelty": {"abs": "x"}}, "metrics": @M}': 'baseline.json: tolerance.novelty.abs: '
+                                                              'expected a number, got "x"',
+    '{"tolerance": [0.1], "metrics": @M}': "baseline.json: tolerance: expected an object",
+    '{"tolerance": {"novelty": [0.1]}, "metrics": @M}': "baseline.json: tolerance.novelty: expected an object",
+    '{"tolerance": {"default": {"rel": -0.1}}, "metrics": @M}': "baseline.json: tolerance.default.rel: "
+                                                               "expected a number >= 0, got -0.1",
+    '{"tolerance": {"default": {"abs": NaN}}, "metrics": @M}': "baseline.json: tolerance.default.abs: "
+                                                              "expected a finite number, got NaN",
+    '{"tolerance": {"default": {"absolute": 0.1}}, "metrics": @M}': "baseline.json: tolerance.default.absolute: "
+                                                                   "unknown field",
+    '{"tolerances": {}, "metrics": @M}': "baseline.json: tolerances: unknown field",
+    '{"metrics": [["crpo/muce_aut/novelty", 0.13]]}': "baseline.json: metrics: expected an object",
+    '{"tolerance": {}}': "baseline.json: metrics: missing",
+    '{"metrics": {}}': "baseline.json: metrics: is empty",
+    '{"metrics": {"crpo/muce_aut/novelty": {"value": NaN}}}': "baseline.json: metrics.crpo/muce_aut/novelty.value: "
+                                                              "expected a finite number, got NaN",
+    '{"metrics": {"crpo/muce_aut/novelty": {"value": -Infinity}}}': "baseline.json: metrics.crpo/muce_aut/novelty."
+                                                                    "value: expected a finite number, got -Infinity",
+    '{"metrics": {"crpo/muce_aut/novelty": {"value": "0.13"}}}': 'baseline.json: metrics.crpo/muce_aut/novelty.value: '
+                                                                 'expected a number, got "0.13"',
+    '{"metrics": {"crpo/muce_aut/novelty": {"higher_is_better": true}}}': "baseline.json: metrics.crpo/muce_aut/"
+                                                                          "novelty.value: missing",
+    '{"metrics": {"crpo/muce_aut/novelty": {"value": 1, "higher_is_better": "yes"}}}':
+        'baseline.json: metrics.crpo/muce_aut/novelty.higher_is_better: expected true, false or null, got "yes"',
+    '{"metrics": {"crpo/muce_aut/novelty": 0.13}}': "baseline.json: metrics.crpo/muce_aut/novelty: expected an object",
+    '{"metrics": {"crpo//novelty": {"value": 1}}}': "baseline.json: metrics.crpo//novelty: "
+                                                    "key is not MODEL/TASK/METRIC",
+    '{"metrics": @M, "cards": [@C]}': "baseline.json: cards: expected an object",
+    '{"metrics": @M, "cards": {"crpo": @C}}': "baseline.json: cards.crpo: key is not MODEL/TASK",
+    '{"metrics": @M, "cards": {"crpo/muce_aut": "minilm"}}': 'baseline.json: cards.crpo/muce_aut: expected an object '
+                                                            '(a metric card), got "minilm"',
+    '{"metrics": @M, "cards": {"crpo/muce_aut": {}}}': "baseline.json: cards.crpo/muce_aut: is empty",
+    '{"metrics": @M, "cards": {"crpo/muce_aut": {"embedder": ["a"]}}}': "baseline.json: cards.crpo/muce_aut.embedder: "
+                                                                       "expected a string, number, true/false or null",
+    '{"metrics": @M, "cards": {"crpo/muce_aut": {"embedder": "e", "x": {"y": NaN}}}}':
+        "baseline.json: cards.crpo/muce_aut.x.y: expected a finite number, got NaN",
+    '[1, 2]': "baseline.json: expected a JSON object with tolerance, metrics and cards, got a list",
+    '{"metrics": ': "baseline.json: malformed JSON (Expecting value at line 1 column 13)",
+}
+
+
+@pytest.mark.parametrize("template", MALFORMED_BASELINES)
+def test_malformed_baseline_is_exit_2_naming_file_and_field(tmp_path, monkeypatch, capsys, template):
+    """Before: a traceback and exit 1 (read by CI as a regression) or, for NaN, a pass."""
+    results = write_results(tmp_path / "results")
+    monkeypatch.chdir(tmp_path)
+    text = template.replace("@M", json.dumps({"crpo/muce_aut/novelty": GOOD_METRIC}))
+    text = text.replace("@C", json.dumps(GOOD_CARD))
+    Path("baseline.json").write_text(text)
+    assert main("check", "--baseline", "baseline.json", "--results", results) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crpo-bench check: error: " + MALFORMED_BASELINES[template]), err
+    assert "\n" not in err.rstrip("\n")  # one line
+    assert Path("baseline.json").read_text() == text  # a baseline is only ever rewritten by --update
+
+
+def test_malformed_tolerance_from_the_issue_via_the_command_line(tmp_path):
+    """The issue as written, through the installed command: exit 2 and one line, no traceback."""
+    results = write_results(tmp_path / "results")
+    assert cli("check", "--baseline", "baseline.json", "--results", results, "--update", cwd=tmp_path).returncode == 0
+    data = json.loads((tmp_path / "baseline.json").read_text())
+    for tolerance in ({"novelty": {"abs": "x"}}, [{"abs": 0.1}]):
+        data["tolerance"] = tolerance
+        (tmp_path / "baseline.json").write_text(json.dumps(data))
+        proc = cli("check", "--baseline", "baseline.json", "--results", results, cwd=tmp_path)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("crpo-bench check: error: baseline.json: tolerance: expected an object")
+    data["tolerance"], data["metrics"] = {}, [1]
+    (tmp_path / "baseline.json").write_text(json.dumps(data))
+    proc = cli("check", "--baseline", "baseline.json", "--results", results, cwd=tmp_path)
+    assert proc.returncode == 2 and "baseline.json: metrics: expected an object" in proc.stderr
+
+
+def test_nan_in_the_baseline_no_longer_passes(tmp_path):
+    results = write_results(tmp_path / "results")
+    baseline = tmp_path / "baseline.json"
+    assert cli("check", "--baseline", baseline, "--results", results, "--update", cwd=tmp_path).returncode == 0
+    data = json.loads(baseline.read_text())
+    data["metrics"]["crpo/muce_aut/novelty"]["value"] = float("nan")
+    baseline.write_text(json.dumps(data))  # Python's json writes the bare NaN a hand edit would
+    proc = cli("check", "--baseline", baseline, "--results", results, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "baseline.json: metrics.crpo/muce_aut/novelty.value: expected a finite number, got NaN" in proc.stderr
+
+
+def test_non_finite_result_values_regress_and_are_left_out_of_a_new_baseline(tmp_path):
+    """A metric that came out NaN or infinite fails the check (exit 1, status "not finite"),
+    one-sided and two-sided; `--update` leaves it out of the strict-JSON baseline and names it."""
+    results = write_results(tmp_path / "results")
+    baseline = tmp_path / "baseline.json"
+    assert cli("check", "--baseline", baseline, "--results", results, "--update", cwd=tmp_path).returncode == 0
+    broken = json.loads(json.dumps(FIXTURE))
+    broken["crpo"][1]["novelty"] = [float("nan"), 0.005]
+    broken["claude"][1]["diversity"] = [float("inf"), 0.02]
+    write_results(results, broken)
+    for extra in ((), ("--two-sided",)):
+        proc = cli("check", "--baseline", baseline, "--results", results, *extra, cwd=tmp_path)
+        assert proc.returncode == 1, proc.stderr
+        assert "REGRESSION: 2 of 9 metric(s)" in proc.stderr
+        rows = {line.split("|")[1].strip(): line for line in proc.stderr.splitlines() if line.startswith("| ")}
+        assert "| NaN " in rows["crpo/muce_aut/novelty"] and "not finite" in rows["crpo/muce_aut/novelty"]
+        assert "| Infinity " in rows["claude/muce_aut/diversity"] and "not finite" in rows["claude/muce_aut/diversity"]
+
+    update = cli("check", "--baseline", baseline, "--results", results, "--update", cwd=tmp_path)
+    assert update.returncode == 0 and "wrote 7 metrics" in update.stdout
+    assert "2 value(s) are not finite numbers and were left out of" in update.stderr
+    assert "claude/muce_aut.json: results.muce_aut.diversity,samples: Infinity" in update.stderr
+    assert "crpo/muce_aut.json: results.muce_aut.novelty,samples: NaN" in update.stderr
+    written = strict_json(baseline.read_text())
+    assert "crpo/muce_aut/novelty" not in written["metrics"] and len(written["metrics"]) == 7
+
+    nothing = {model: (kind, {m: [float("nan"), 0.1] for m in metrics}) for model, (kind, metrics) in FIXTURE.items()}
+    write_results(results, nothing)  # no value could be recorded: no empty baseline is written
+    empty = cli("check", "--baseline", tmp_path / "new.json", "--results", results, "--update", cwd=tmp_path)
+    assert empty.returncode == 2 and "no finite metric values to record" in empty.stderr
+    assert not (tmp_path / "new.json").exists()
+
+
+def test_update_keeps_valid_tolerances_refuses_malformed_ones_and_writes_strict_json(tmp_path):
+    results = write_results(tmp_path / "results")
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"tolerance": {"default": {"rel": 0.05}}, "metrics": {"x/y/z": {"value": 1e999}}}))
+    assert cli("check", "--baseline", baseline, "--results", results, "--update", cwd=tmp_path).returncode == 0
+    written = strict_json(baseline.read_text())  # the old, unreadable metrics are replaced
+    assert written["tolerance"] == {"default": {"rel": 0.05}} and len(written["metrics"]) == 9
+
+    malformed = '{"tolerance": {"default": {"rel": "2%"}}, "metrics": {}}'
+    baseline.write_text(malformed)  # its tolerances cannot be kept: no silent fall back to the defaults
+    proc = cli("check", "--baseline", baseline, "--results", results, "--update", cwd=tmp_path)
+    assert proc.returncode == 2 and 'tolerance.default.rel: expected a number, got "2%"' in proc.stderr
+    assert baseline.read_text() == malformed
+
+
+def test_results_card_that_is_not_an_object_is_exit_2(tmp_path):
+    results = write_results(tmp_path / "results")
+    path = results / "crpo" / "muce_aut.json"
+    data = json.loads(path.read_text())
+    data["crpo_bench"]["card"] = "minilm"
+    path.write_text(json.dumps(data))
+    proc = cli("check", "--baseline", tmp_path / "b.json", "--results", results, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert 'crpo/muce_aut.json: crpo_bench.card: expected an object (a metric card), got "minilm"' in proc.stderr
+
+
+# --- issue 13 item 6: `leaderboard` on awkward names and values ------------------------------
+
+ODD = {  # model names from the issue: mathtext, Markdown table syntax, HTML, a newline
+    "m$\\bad$": (True, {"novelty": (0.100, 0.004), "diversity": (0.70, 0.02), "originality": (30.0, 1.0)}),
+    "a|b": (False, {"novelty": (0.090, 0.004), "diversity": (0.75, 0.02), "originality": (31.0, 1.0)}),
+    "<b>x</b> & y": (False, {"novelty": (0.130, 0.005), "diversity": (0.74, 0.02), "originality": (27.0, 0.5)}),
+    "two\nlines": (False, {"novelty": (0.110, 0.005), "diversity": (0.72, 0.02), "originality": (28.0, 0.5)}),
+}
+
+
+def write_odd_results(folder: Path) -> Path:
+    """ODD's models, each in a plain folder, with its name in crpo_bench.model."""
+    for k, (model, spec) in enumerate(ODD.items()):
+        write_results(folder, {f"m{k}": spec})
+        path = folder / f"m{k}" / "muce_aut.json"
+        data = json.loads(path.read_text())
+        data["crpo_bench"]["model"] = model
+        path.write_text(json.dumps(data))
+    return folder
+
+
+def test_leaderboard_escapes_names_in_both_outputs(tmp_path):
+    """Before: mathtext raised after LEADERBOARD.md was written and before index.html; `|`,
+    HTML and newlines from names broke or injected into the Markdown table."""
+    results = write_odd_results(tmp_path / "results")
+    proc = cli("leaderboard", "--results", results, "--out", tmp_path / "board", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(ODD)  # header, rule, one row per model: no row split by a newline
+    unescaped_pipes = [len(re.findall(r"(?<!\\)\|", line)) for line in table]
+    assert set(unescaped_pipes) == {6}  # model, kind, 3 metrics: 5 cells, 6 separators, on every line
+    for escaped in ("m$\\\\bad$", "a\\|b", "&lt;b&gt;x&lt;/b&gt; &amp; y", "two<br>lines"):
+        assert f"| {escaped} " in md, escaped
+    assert "<b>" not in md
+
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert page.count("<tr>") == 1 + len(ODD) and page.count("<svg") == 3
+    assert "<b>x" not in page and "&lt;b&gt;x&lt;/b&gt; &amp; y" in page and "m$\\bad$" in page
+
+
+def test_leaderboard_writes_neither_file_when_rendering_fails(tmp_path, monkeypatch, capsys):
+    """Both outputs are rendered before either is written, then put in place together."""
+    results = write_results(tmp_path / "results")
+    board = tmp_path / "board"
+    board.mkdir()
+    (board / "LEADERBOARD.md").write_text("old table\n")
+    (board / "index.html").write_text("old page\n")
+
+    def broken_page(*args, **kwargs):
+        raise ValueError("the page could not be drawn")
+
+    monkeypatch.setattr(leaderboard, "page", broken_page)
+    assert main("leaderboard", "--results", results, "--out", board) == 2
+    assert "the page could not be drawn" in capsys.readouterr().err
+    assert (board / "LEADERBOARD.md").read_text() == "old table\n"
+    assert (board / "index.html").read_text() == "old page\n"
+    assert sorted(p.name for p in board.iterdir()) == ["LEADERBOARD.md", "index.html"]  # no staging files left
+    monkeypatch.undo()
+    assert main("leaderboard", "--results", results, "--out", board) == 0
+    assert "| crpo " in (board / "LEADERBOARD.md").read_text() and "<svg" in (board / "index.html").read_text()
+
+
+@pytest.mark.parametrize("model, shown", [(5, "5"), (None, "null"), ("", '""'), (["a"], "a list")])
+def test_model_name_that_is_not_a_string_is_exit_2(tmp_path, model, shown):
+    results = write_results(tmp_path / "results")
+    path = results / "crpo" / "muce_aut.json"
+    data = json.loads(path.read_text())
+    data["crpo_bench"]["model"] = model
+    path.write_text(json.dumps(data))
+    proc = cli("leaderboard", "--results", results, "--out", tmp_path / "board", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"crpo/muce_aut.json: crpo_bench.model: expected a non-empty string, got {shown}" in proc.stderr
+    assert not (tmp_path / "board").exists()
+
+
+def test_non_finite_values_are_shown_not_blank(tmp_path):
+    fixture = json.loads(json.dumps(FIXTURE))
+    fixture["crpo"][1]["novelty"] = [float("nan"), 0.005]
+    fixture["claude"][1]["originality"] = [float("-inf"), 1.0]
+    results = write_results(tmp_path / "results", fixture)
+    proc = cli("leaderboard", "--results", results, "--out", tmp_path / "board", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "NaN (not ranked)" in rows["crpo"] and "-Infinity (not ranked)" in rows["claude"]
+    assert "0.1 ± 0.004 (1)" in rows["gpt-4o"]  # ranked among the finite values only
+    assert "27 ± 0.5 (2) ▼" in rows["crpo"]  # originality: 30 and 27 ranked; claude's -Infinity is not
+    assert "Note: 2 value(s) are not finite numbers" in md
+    page = (tmp_path / "board" / "index.html").read_text()
+    assert "NaN (not ranked)" in page and "-Infinity (not ranked)" in page and "2 value(s) are not finite" in page
+    assert "data-value='nan'" not in page and page.count("<svg") == 3

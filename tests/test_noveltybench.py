@@ -218,11 +218,89 @@ def test_resuming_with_other_settings_is_refused(tmp_path, capsys):
     ([{"id": "a", "prompt": "x", "generations": ["g"] * 9 + ["  "]}], "(prompt id a): generation 9 is empty"),
     ([{"id": 3, "prompt": "x", "generations": []}], "generations.jsonl:1: field 'id' must be a str"),
     ([{"id": "a", "prompt": "x", "generations": ["g"] * 10}] * 2, "generations.jsonl:2 (prompt id a): duplicate prompt id"),
+    # copied into partitions.jsonl and scores.jsonl, where NaN would not be JSON
+    ([{"id": "a", "prompt": "x", "generations": ["g"] * 10, "meta": {"t": float("nan")}}],
+     "generations.jsonl:1 (prompt id a): field 'meta.t': not a finite number (NaN)"),
 ])
 def test_bad_generations_name_the_prompt_or_line(tmp_path, capsys, rows, message):
     write_generations(tmp_path / "run", rows)
     assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 2
     assert message in capsys.readouterr().err
+
+
+def read_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_editing_one_prompts_generations_redoes_that_prompt_and_the_summary(tmp_path, monkeypatch):
+    """Issue 13, item 4: a rerun reused the old partitions of an edited prompt and reported a stale summary."""
+    run = tmp_path / "run"
+    write_generations(run, GENS)
+    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "unigram"]) == 0
+    assert json.loads((run / "summary.json").read_text())["mean_distinct"] == pytest.approx(4.0)  # 5 and 3 classes
+    untouched = read_lines(run / "partitions.jsonl")[1]
+
+    edited = [dict(GENS[0], generations=["Red"] * 10), GENS[1]]
+    write_generations(run, edited)
+    seen = []
+    real = nb.partition
+    monkeypatch.setattr(nb, "partition", lambda gens, eq: seen.append(gens[0]) or real(gens, eq))
+    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "unigram"]) == 0
+    assert seen == ["Red"]  # only the edited prompt is partitioned again
+    partitions, scores = read_lines(run / "partitions.jsonl"), read_lines(run / "scores.jsonl")
+    assert sorted(r["id"] for r in partitions) == sorted(r["id"] for r in scores) == ["p-1", "p-2"]  # one record each
+    by_id = {r["id"]: r for r in partitions}
+    assert by_id["p-1"]["partition"] == [0] * 10 and by_id["p-1"]["generations"] == ["Red"] * 10
+    assert by_id["p-2"] == untouched
+    assert {r["id"]: r["num_classes"] for r in scores} == {"p-1": 1, "p-2": 3}
+    assert json.loads((run / "summary.json").read_text())["mean_distinct"] == pytest.approx(2.0)
+
+
+def test_a_reference_partition_of_other_generations_is_redone(tmp_path):
+    """A partitions.jsonl without our hash (the reference's) counts only while its generations are the current ones."""
+    run = tmp_path / "run"
+    write_generations(run, GENS)
+    old = {"id": "p-1", "prompt": GENS[0]["prompt"], "generations": ["x"] * 10, "partition": [0] * 10, "distinct": 0}
+    kept = {"id": "p-2", "prompt": GENS[1]["prompt"], "generations": GENS[1]["generations"],
+            "partition": [0] * 10, "distinct": 0}
+    (run / "partitions.jsonl").write_text(json.dumps(old) + "\n" + json.dumps(kept) + "\n")
+    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "unigram"]) == 0
+    by_id = {r["id"]: r for r in read_lines(run / "partitions.jsonl")}
+    assert by_id["p-1"]["partition"] == [0, 0, 1, 2, 0, 1, 3, 0, 4, 2]  # recomputed from the current generations
+    assert by_id["p-2"] == kept  # used as it is
+
+
+def test_a_run_that_fails_before_any_result_does_not_lock_the_settings(tmp_path, capsys):
+    """Issue 13, item 4: a classifier that cannot load wrote the settings file first, so the
+    suggested other backend was then refused as "other settings"."""
+    run = tmp_path / "run"
+    write_generations(run, GENS[:1])
+    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "classifier",
+                 "--classifier", str(tmp_path / "no-such-classifier")]) == 2
+    assert "cannot load the equivalence classifier" in capsys.readouterr().err
+    assert not (run / "noveltybench_settings.json").exists()
+    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "unigram"]) == 0
+    assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == "unigram"
+
+
+def test_a_settings_file_without_results_does_not_bind(tmp_path):
+    """A folder left by the earlier version: settings written, no result ever produced."""
+    run = tmp_path / "run"
+    write_generations(run, GENS[:1])
+    (run / "noveltybench_settings.json").write_text(json.dumps({"equivalence": "classifier"}))
+    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "unigram"]) == 0
+    assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == "unigram"
+
+
+def test_the_default_equivalence_works_offline():
+    import argparse
+
+    from crpo_bench.commands import noveltybench as command
+
+    parser = argparse.ArgumentParser()
+    command.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["noveltybench", "--eval-dir", "d"])
+    assert args.equivalence == "embedding"
 
 
 def test_malformed_line_is_named(tmp_path, capsys):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from .. import leaderboard
-from ..jsonl import write_text_atomic
+from ..jsonl import write_texts_atomic
 
 
 def add_parser(subparsers) -> None:
@@ -17,9 +18,16 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     entries, notes = leaderboard.separate_incomparable(leaderboard.read_results(args.results))
     out = Path(args.out)
+    # Both rendered before either is written: a failure while drawing the page must not
+    # leave a new LEADERBOARD.md beside an old index.html.
     text = leaderboard.markdown(entries, notes)
-    write_text_atomic(out / "LEADERBOARD.md", text + "\n")
-    write_text_atomic(out / "index.html", leaderboard.page(entries))
+    page = leaderboard.page(entries, notes)
+    try:
+        write_texts_atomic({out / "LEADERBOARD.md": text + "\n", out / "index.html": page})
+    except OSError as err:  # --out names a file, a folder we may not write, a full disk
+        print(f"crpo-bench leaderboard: error: {err.filename or out}: cannot write ({err.strerror or err})",
+              file=sys.stderr)
+        return 2
     print(text)
     print(f"wrote {out / 'LEADERBOARD.md'} and {out / 'index.html'}")
     return 0

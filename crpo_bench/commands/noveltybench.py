@@ -9,14 +9,17 @@ writes, with NoveltyBench's field names:
   reward model), and our per-prompt `novelty` and `diversity`;
 - summary.json: `mean_distinct` (number of classes per prompt, averaged) and `mean_utility`
   (or null, with the reason), as the reference summary names them, plus our own fields.
-A partitions.jsonl already in the folder (ours, or the reference's) is used as it is.
-Both JSONL files are appended one prompt at a time and a rerun resumes after the last
-finished prompt, so a crash loses at most the prompt in progress.
+Both JSONL files are appended one prompt at a time, so a crash loses at most the prompt in
+progress. A rerun keeps a prompt's record only while it still describes that prompt: our
+records carry `input_sha256` (of the prompt, its generations and the settings) and are
+redone when it no longer matches; a record without it (the reference's partitions.jsonl)
+is kept while its prompt and generations are the current ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -27,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .. import noveltybench as nb
 from ..scoring import counted_mean
-from ..jsonl import InputError, read_jsonl
+from ..jsonl import InputError, check_finite, json_line, read_jsonl, write_text_atomic
 
 SETTINGS_FILE = "noveltybench_settings.json"
 
@@ -57,7 +60,7 @@ def samples_to_generations(samples: Path, target: Path) -> None:
             rows.append({"id": doc["id"], "prompt": doc["prompt"], "generations": list(answers)})
         except (KeyError, IndexError, TypeError) as err:
             raise InputError(f"{samples}:{lineno}: not an lm-eval sample of a noveltybench task ({err!r})") from None
-    target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_text_atomic(target, "".join(json_line(r) for r in rows))
 
 
 def read_generations(path: Path, k: int) -> list[dict]:
@@ -71,6 +74,7 @@ def read_generations(path: Path, k: int) -> list[dict]:
         if row["id"] in seen:
             raise InputError(f"{where}: duplicate prompt id")
         seen.add(row["id"])
+        check_finite(row, where)  # the row is copied into partitions.jsonl and scores.jsonl
         if len(row["generations"]) < k:
             raise InputError(f"{where}: {len(row['generations'])} generations, NoveltyBench needs {k}")
         for j, g in enumerate(row["generations"]):
@@ -82,40 +86,86 @@ def read_generations(path: Path, k: int) -> list[dict]:
     return rows
 
 
-def finished_ids(path: Path) -> set[str]:
-    """Ids already written; a torn last line (a crash mid-write) is dropped so it is redone."""
+HASH_FIELD = "input_sha256"
+
+
+def input_hash(row: dict, settings: dict) -> str:
+    """What a prompt's records were computed from: its prompt, generations and the settings."""
+    payload = json.dumps([row["id"], row["prompt"], row["generations"], settings], sort_keys=True,
+                         ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def read_appended(path: Path) -> tuple[list[dict], bool]:
+    """The records of an appended file up to a torn line (a crash mid-write), and whether
+    anything was cut off there."""
     if not path.exists():
-        return set()
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    good = []
-    for line in lines:
+        return [], False
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
         try:
-            good.append(json.loads(line)["id"])
-        except (json.JSONDecodeError, KeyError):
-            break
-    if len(good) < len(lines):
-        path.write_text("".join(lines[: len(good)]), encoding="utf-8")
-    return set(good)
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            return records, True
+        if not isinstance(record, dict) or "id" not in record:
+            return records, True
+        records.append(record)
+    return records, False
+
+
+def still_valid(record: dict, row: dict, digest: str) -> bool:
+    """Whether `record` describes `row` as it is now. Ours carry the hash; the reference's
+    partitions do not, and are trusted while their prompt and generations are the current ones."""
+    if HASH_FIELD in record:
+        return record[HASH_FIELD] == digest
+    return record.get("prompt") == row["prompt"] and record.get("generations") == row["generations"]
+
+
+def keep_valid(path: Path, rows: list[dict], digests: dict[str, str], valid=still_valid) -> dict[str, dict]:
+    """id -> record of `path` that still describes its prompt. Torn and stale records are
+    removed from the file (rewritten atomically), so appending the redone ones leaves one
+    record per prompt; records of ids no longer in generations.jsonl are left as they are."""
+    by_id = {row["id"]: row for row in rows}
+    records, torn = read_appended(path)
+    kept = [r for r in records if r["id"] not in by_id or valid(r, by_id[r["id"]], digests[r["id"]])]
+    if torn or len(kept) < len(records):
+        write_text_atomic(path, "".join(json_line(r) for r in kept))
+    return {r["id"]: r for r in kept if r["id"] in by_id}
 
 
 def append(path: Path, record: dict) -> None:
     with path.open("a", encoding="utf-8") as out:
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        out.write(json_line(record))
         out.flush()
         os.fsync(out.fileno())
 
 
+def has_results(eval_dir: Path) -> bool:
+    return any((eval_dir / name).exists() and (eval_dir / name).stat().st_size > 0
+               for name in ("partitions.jsonl", "scores.jsonl"))
+
+
 def check_settings(eval_dir: Path, settings: dict) -> None:
-    """Resuming with other settings would mix two evaluations in one file: refuse."""
+    """Resuming with other settings would mix two evaluations in one folder: refuse. Settings
+    bind only once results exist: a run that failed before its first result (a classifier that
+    cannot load offline) must not lock the folder to the settings that failed."""
     path = eval_dir / SETTINGS_FILE
-    if path.exists():
-        before = json.loads(path.read_text())
-        if before != settings:
-            changed = sorted(k for k in settings if before.get(k) != settings[k])
-            raise InputError(f"{eval_dir} holds results made with other settings ({', '.join(changed)}); "
-                             "use a new --eval-dir or delete partitions.jsonl, scores.jsonl and " + SETTINGS_FILE)
-    else:
-        path.write_text(json.dumps(settings, indent=1))
+    if not path.exists() or not has_results(eval_dir):
+        return
+    before = json.loads(path.read_text())
+    if before != settings:
+        changed = sorted(k for k in settings if before.get(k) != settings[k])
+        raise InputError(f"{eval_dir} holds results made with other settings ({', '.join(changed)}); "
+                         "use a new --eval-dir or delete partitions.jsonl, scores.jsonl and " + SETTINGS_FILE)
+
+
+def record_settings(eval_dir: Path, settings: dict) -> None:
+    """Called just before a result is written, so the settings file only ever describes results."""
+    path = eval_dir / SETTINGS_FILE
+    if not path.exists() or json.loads(path.read_text()) != settings:
+        write_text_atomic(path, json.dumps(settings, indent=1))
 
 
 def score_record(partition_row: dict, ratings: list[int] | None, patience: float) -> dict:
@@ -158,6 +208,61 @@ def summarize(scores: list[dict], with_utility: bool) -> dict:
     return summary
 
 
+def settings_of(args: argparse.Namespace) -> dict:
+    return {"equivalence": args.equivalence,
+            "classifier": args.classifier if args.equivalence == "classifier" else None,
+            "embedder": args.embedder, "reward_model": args.reward_model, "patience": args.patience}
+
+
+def write_partitions(args, eval_dir: Path, rows: list[dict], digests: dict, scorer, settings: dict) -> dict:
+    """id -> partitions record for every prompt, computing those missing or stale."""
+    path = eval_dir / "partitions.jsonl"
+    done = keep_valid(path, rows, digests)
+    todo = [r for r in rows if r["id"] not in done]
+    if not todo:
+        return done
+    equivalent = nb.make_equivalence(
+        args.equivalence, [g for r in todo for g in r["generations"]],
+        lambda texts: scorer.embed(texts, "embedding generations", scorer.config.text_batch_size, progress=True),
+        args.classifier)
+    for row in tqdm(todo, desc=f"partitions ({args.equivalence})", unit="prompt"):
+        labels = nb.partition(row["generations"], equivalent)
+        record = {**row, "partition": labels, "distinct": max(labels), "num_classes": max(labels) + 1,
+                  HASH_FIELD: digests[row["id"]]}
+        record_settings(eval_dir, settings)
+        append(path, record)
+        done[row["id"]] = record
+    return done
+
+
+def write_scores(args, eval_dir: Path, rows: list[dict], digests: dict, partitions: dict, scorer,
+                 settings: dict) -> list[dict]:
+    """scores.jsonl records in generations order, computing those missing or stale; a score
+    record made from another partition than the current one is stale too."""
+    path = eval_dir / "scores.jsonl"
+
+    def valid(record, row, digest):
+        return (record.get(HASH_FIELD) == digest
+                and record.get("partition") == partitions[row["id"]]["partition"])
+
+    done = keep_valid(path, rows, digests, valid)
+    for row in tqdm([r for r in rows if r["id"] not in done], desc="scores", unit="prompt"):
+        gens = row["generations"]
+        semantic = scorer.score(gens, prompts=[row["prompt"]] * len(gens), metrics=["novelty", "diversity"]).rows
+        ratings = None
+        if args.reward_model:
+            rewards = scorer.score(gens, prompts=[row["prompt"]] * len(gens), metrics=["quality"]).rows
+            ratings = [nb.rating(r["quality"]) for r in rewards]
+        record = score_record(partitions[row["id"]], ratings, args.patience)
+        record["novelty"] = counted_mean(semantic, "novelty")  # None: every generation degenerate
+        record["diversity"] = counted_mean(semantic, "diversity")
+        record[HASH_FIELD] = digests[row["id"]]
+        record_settings(eval_dir, settings)
+        append(path, record)
+        done[row["id"]] = record
+    return [done[r["id"]] for r in rows]
+
+
 def run(args: argparse.Namespace) -> int:
     from ..scoring import Scorer, ScoringConfig
 
@@ -166,43 +271,16 @@ def run(args: argparse.Namespace) -> int:
     if args.samples:
         samples_to_generations(args.samples, eval_dir / "generations.jsonl")
     rows = read_generations(eval_dir / "generations.jsonl", args.k)
-    settings = {"equivalence": args.equivalence, "classifier": args.classifier if args.equivalence == "classifier"
-                else None, "embedder": args.embedder, "reward_model": args.reward_model, "patience": args.patience}
+    settings = settings_of(args)
     check_settings(eval_dir, settings)
+    digests = {row["id"]: input_hash(row, settings) for row in rows}
     scorer = Scorer(ScoringConfig(embedder=args.embedder, reward_model=args.reward_model))  # loads models lazily
 
-    partitions_path, scores_path = eval_dir / "partitions.jsonl", eval_dir / "scores.jsonl"
-    todo = [r for r in rows if r["id"] not in finished_ids(partitions_path)]
-    if todo:
-        equivalent = nb.make_equivalence(
-            args.equivalence, [g for r in todo for g in r["generations"]],
-            lambda texts: scorer.embed(texts, "embedding generations", scorer.config.text_batch_size, progress=True),
-            args.classifier)
-        for row in tqdm(todo, desc=f"partitions ({args.equivalence})", unit="prompt"):
-            labels = nb.partition(row["generations"], equivalent)
-            append(partitions_path, {**row, "partition": labels, "distinct": max(labels),
-                                     "num_classes": max(labels) + 1})
-    partitions = {r["id"]: r for _, r in read_jsonl(partitions_path)}
+    partitions = write_partitions(args, eval_dir, rows, digests, scorer, settings)
+    scores = write_scores(args, eval_dir, rows, digests, partitions, scorer, settings)
 
-    todo = [r for r in rows if r["id"] not in finished_ids(scores_path)]
-    if todo:
-        for row in tqdm(todo, desc="scores", unit="prompt"):
-            gens = row["generations"]
-            semantic = scorer.score(gens, prompts=[row["prompt"]] * len(gens), metrics=["novelty", "diversity"]).rows
-            ratings = None
-            if args.reward_model:
-                rewards = scorer.score(gens, prompts=[row["prompt"]] * len(gens), metrics=["quality"]).rows
-                ratings = [nb.rating(r["quality"]) for r in rewards]
-            record = score_record(partitions[row["id"]], ratings, args.patience)
-            record["novelty"] = counted_mean(semantic, "novelty")  # None: every generation degenerate
-            record["diversity"] = counted_mean(semantic, "diversity")
-            append(scores_path, record)
-
-    scores = [r for _, r in read_jsonl(scores_path) if r["id"] in {row["id"] for row in rows}]
     summary = {**summarize(scores, with_utility=bool(args.reward_model)), **settings}
-    tmp = eval_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, eval_dir / "summary.json")
+    write_text_atomic(eval_dir / "summary.json", json.dumps(summary, indent=2, allow_nan=False))
     print(json.dumps({k: summary[k] for k in ("mean_distinct", "mean_utility", "novelty", "diversity",
                                                "num_prompts")}))
     print(f"wrote partitions.jsonl, scores.jsonl and summary.json in {eval_dir}", file=sys.stderr)

@@ -25,8 +25,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let scorer models that ship their own code run it (jina-embeddings-v3 under --profile paper)")
     p.add_argument("--base-url", help="endpoint for api:MODEL specs without @URL")
-    p.add_argument("--api-key-env", default=bench.KEY_ENV,
-                   help="environment variable holding the API key (default OPENAI_API_KEY); never written")
+    p.add_argument("--api-key-env", metavar="NAME",
+                   help="environment variable holding the key for every API model of the run; without it "
+                        "only OpenAI's endpoint gets a key (OPENAI_API_KEY) and other endpoints none; never written")
     p.add_argument("--concurrency", type=int, default=4, help="concurrent API requests per model (4)")
     p.add_argument("--max-retries", type=int, default=5, help="attempts per API request, with backoff (5)")
     p.add_argument("--timeout", type=int, default=120, help="seconds per API request (120)")
@@ -47,38 +48,69 @@ def _json_arg(text: str | None, flag: str) -> dict:
     return value
 
 
-def _api_key(specs, env_name: str) -> None:
-    """lm-eval reads the key from OPENAI_API_KEY when it sends a request; copy it there
-    from --api-key-env in this process only. Nothing here prints or stores it."""
-    if not any(s.baseline for s in specs):
-        return
-    if env_name != bench.KEY_ENV and env_name in os.environ:
-        os.environ[bench.KEY_ENV] = os.environ[env_name]
-    remote = [s.name for s in specs if s.baseline and not s.base_url.startswith(("http://127.", "http://localhost"))]
-    if remote and not os.environ.get(bench.KEY_ENV):
-        raise bench.BenchError(f"model(s) {remote} need an API key: set {env_name}")
+def _api_keys(specs, env_name: str | None) -> dict[str, str | None]:
+    """The key each API model sends, by model name, kept in this process's memory only.
+    OPENAI_API_KEY is the default only for OpenAI's own endpoint: a custom endpoint (a local
+    server, another provider, a mistyped host) must not receive the OpenAI key unasked."""
+    api = [s for s in specs if s.baseline]
+    if not api:
+        return {}
+    if env_name is not None and not os.environ.get(env_name):
+        raise bench.BenchError(f"--api-key-env {env_name}: that environment variable is not set or is empty")
+    keys: dict[str, str | None] = {}
+    for spec in api:
+        if env_name is not None:
+            keys[spec.name] = os.environ[env_name]
+        elif bench.is_openai(spec.base_url):
+            keys[spec.name] = os.environ.get(bench.KEY_ENV)
+        else:
+            keys[spec.name] = None
+    missing = [s.name for s in api if not keys[s.name] and bench.is_openai(s.base_url)]
+    if missing:
+        raise bench.BenchError(f"model(s) {missing} at {bench.OPENAI_HOST} need an API key: set {bench.KEY_ENV} "
+                               "or pass --api-key-env NAME")
+    for spec in api:
+        if not keys[spec.name]:
+            print(f"model {spec.name}: no API key sent to {spec.base_url} ({bench.KEY_ENV} goes only to "
+                  f"{bench.OPENAI_HOST}; pass --api-key-env NAME to send one)")
+    return keys
+
+
+def _parse_specs(args) -> list:
+    """Every spec's NAME and URL are checked before any is resolved: resolving a model
+    folder can be slow (`smollm2` is converted on first use)."""
+    for text in args.model:
+        bench.check_spec(text, args.base_url)
+    specs = [bench.parse_spec(s, args.base_url, args.concurrency, args.max_retries, args.timeout, args.batch_size)
+             for s in args.model]
+    for spec, text in zip(specs, args.model):
+        if spec.renamed_from:  # say so: the results folder is not the text that was given
+            print(f"model {text!r}: results under {spec.name}/ (a name is {bench.NAME_RULE}; "
+                  "choose one with NAME=SPEC)")
+    return specs
 
 
 def run(args) -> int:
     from tqdm.auto import tqdm
 
-    specs = [bench.parse_spec(s, args.base_url, args.concurrency, args.max_retries, args.timeout, args.batch_size)
-             for s in args.model]
     gen_kwargs, metadata = _json_arg(args.gen_kwargs, "--gen-kwargs"), _json_arg(args.metadata, "--metadata")
     if args.profile:
         metadata = {**(metadata or {}), "profile": args.profile}
     if args.trust_remote_code:
         metadata = {**(metadata or {}), "trust_remote_code": True}
-    _api_key(specs, args.api_key_env)
+    for task in args.tasks:  # before any model is resolved
+        bench.check_name("task", task, "--tasks")
+    specs = _parse_specs(args)
+    keys = _api_keys(specs, args.api_key_env)
     out = Path(args.out)
     todo = bench.plan(specs, args.tasks, out)
-    for spec, task in todo.done:
-        print(f"skip {spec.name} / {task}: done ({bench.result_path(out, spec.name, task)})")
     manager = bench.task_manager(metadata)
     unknown = [t for t in args.tasks if t not in manager.all_tasks]
     if unknown:
         raise bench.BenchError(f"unknown task(s) {unknown}; crpo-bench has {len(manager.all_tasks)} tasks, "
                                "e.g. muce_aut, muce_poems, noveltybench_curated")
+    for spec, task in todo.done:
+        print(f"skip {spec.name} / {task}: done ({bench.result_path(out, spec.name, task)})")
     by_model: dict[str, list[str]] = {}
     for spec, task in todo.todo:
         by_model.setdefault(spec.name, []).append(task)
@@ -88,7 +120,7 @@ def run(args) -> int:
                 continue
             if spec.base_url:
                 bench.check_endpoint(spec)
-            lm = bench.build_lm(spec)
+            lm = bench.build_lm(spec, keys.get(spec.name))
             for task in by_model[spec.name]:
                 bar.set_postfix_str(f"{spec.name} / {task}")
                 start = time.perf_counter()

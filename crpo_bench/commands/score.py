@@ -12,7 +12,8 @@ from tabulate import tabulate
 from .. import registry
 from ..aggregate import summarize
 from ..card import card_path, metric_card
-from ..jsonl import InputError, read_jsonl, write_jsonl_atomic, write_text_atomic
+from ..jsonl import (InputError, check_finite, check_writable, read_jsonl, write_jsonl_atomic,
+                     write_text_atomic)
 from ..scoring import (DEGENERATE_POLICIES, PROFILES, Scorer, default_metrics,
                        profile_config)
 from ..text import TOKENIZERS
@@ -53,23 +54,46 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tokenizer", choices=TOKENIZERS,
                    help="word tokenizer for DSI, novelty, n-grams (default: regex; spacy in the paper profile)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk embedding cache")
+    p.add_argument("--max-response-chars", type=int, default=20_000, metavar="N",
+                   help="score each answer's first N characters (rows cut short get `truncated_at`; the card "
+                        "records N); bounds memory and time (default 20000, about 4,000 tokens)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def check_row(row: dict, where: str) -> None:
+    """Field types, and numbers strict JSON can write back (every field is copied to the output)."""
+    if "response" not in row:
+        raise InputError(f"{where}: missing field 'response'")
+    for name in STRING_FIELDS:
+        if name in row and not (isinstance(row[name], str) or (name != "response" and row[name] is None)):
+            raise InputError(f"{where}: field {name!r} must be a string, got {type(row[name]).__name__}")
+    # bool is an int to Python, but true/false are not ids
+    if "id" in row and (not isinstance(row["id"], (str, int)) or isinstance(row["id"], bool)):
+        raise InputError(f"{where}: field 'id' must be a string or an integer, got {type(row['id']).__name__}")
+    check_finite(row, where)
+
+
 def read_rows(path: str) -> list[dict]:
-    rows = []
+    rows, first_line_of_id = [], {}
     for lineno, row in read_jsonl(path):
-        if "response" not in row:
-            raise InputError(f"{path}:{lineno}: missing field 'response'")
-        for name in STRING_FIELDS:
-            if name in row and not (isinstance(row[name], str) or (name != "response" and row[name] is None)):
-                raise InputError(f"{path}:{lineno}: field {name!r} must be a string, got {type(row[name]).__name__}")
-        if "id" in row and not isinstance(row["id"], (str, int)):
-            raise InputError(f"{path}:{lineno}: field 'id' must be a string or an integer, got {type(row['id']).__name__}")
+        check_row(row, f"{path}:{lineno}")
+        if "id" in row:
+            # keyed with the type: 1 and "1" are different JSON values, as in the output
+            key = (type(row["id"]), row["id"])
+            if key in first_line_of_id:
+                raise InputError(f"{path}:{lineno}: field 'id': duplicate id {row['id']!r}, "
+                                 f"first on line {first_line_of_id[key]}")
+            first_line_of_id[key] = lineno
         rows.append(row)
     if not rows:
         raise InputError(f"{path}: no rows to score")
     return rows
+
+
+def check_outputs(output: str) -> None:
+    """The output and its card must be writable before any model is loaded or row scored."""
+    check_writable(output, "output")
+    check_writable(card_path(output), "metric card")
 
 
 def corpus_key(row: dict, scope: str):
@@ -82,6 +106,7 @@ def corpus_key(row: dict, scope: str):
 
 def run(args: argparse.Namespace) -> int:
     rows = read_rows(args.input)
+    check_outputs(args.output)
     if args.quiet:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
         from transformers.utils import logging as hf_logging
@@ -90,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     config = profile_config(
         args.profile, embedder=args.embedder, lm=args.lm, reward_model=args.reward_model,
         trust_remote_code=args.trust_remote_code, degenerate=args.degenerate, tokenizer=args.tokenizer,
-        embedding_cache=not args.no_cache, progress=not args.quiet,
+        embedding_cache=not args.no_cache, progress=not args.quiet, max_response_chars=args.max_response_chars,
     )
     metrics = args.metrics or default_metrics(config)
     item_metrics = [m for m in metrics if "item" in registry.REGISTRY[m].needs]

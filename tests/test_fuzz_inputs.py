@@ -1,0 +1,199 @@
+"""Generated malformed inputs thrown at every command that reads files or requests.
+
+The only acceptable outcomes: a result, or a clean exit-2 message (serve: an HTTP 4xx);
+never a traceback, never a file outside the output folder, never a changed input file.
+CI runs a few examples per command; CRPO_FUZZ_EXAMPLES=500 runs the long search.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crpo_bench.cli import main as crpo_bench
+from crpo_bench.training.cli import main as crpo_train
+
+EXAMPLES = int(os.environ.get("CRPO_FUZZ_EXAMPLES", "12"))
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("CRPO_FUZZ_EXAMPLES"),
+                suppress_health_check=list(HealthCheck))
+
+# JSON-ish values, including what strict JSON forbids (NaN, Infinity) and wrong types
+scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                    st.text(max_size=30), st.sampled_from(["", " ", "brick", "Training", "HeldoutItem", "Poems",
+                                                           "Alternate Uses of Objects Task", "NaN", "Infinity"]))
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                           max_size=3), max_leaves=6)
+
+
+def row(keys: list[str]):
+    """A JSON object with some of the expected keys (any values) and some stray ones."""
+    return st.fixed_dictionaries({}, optional={k: values for k in keys}).flatmap(
+        lambda d: st.dictionaries(st.text(max_size=6), values, max_size=2).map(lambda extra: {**extra, **d}))
+
+
+def line(keys: list[str]):
+    """One input line: a JSON object, another JSON value, broken JSON, bad UTF-8, or blank."""
+    return st.one_of(
+        row(keys).map(lambda d: json.dumps(d).encode()),
+        values.map(lambda v: json.dumps(v).encode()),
+        st.binary(max_size=20),
+        st.sampled_from([b"", b"{not json", b"\xff\xfe\x00", b"[1, 2", b"null"]),
+    )
+
+
+def files(keys: list[str]):
+    return st.lists(line(keys), min_size=0, max_size=6).map(lambda lines: b"\n".join(lines) + b"\n")
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run_guarded(tmp: Path, given_input: Path, out_dir: Path, call) -> int:
+    """Call a command; check it exits 0/1/2, changed no input and wrote only into out_dir."""
+    before = snapshot(tmp)
+    code = call()
+    after = snapshot(tmp)
+    assert code in (0, 1, 2), code
+    assert after.get(given_input.name) == before.get(given_input.name), "the input file changed"
+    outside = {k for k in after if k not in before and not (tmp / k).resolve().is_relative_to(out_dir.resolve())}
+    assert not outside, f"files written outside the output folder: {outside}"
+    return code
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+def fresh(work: Path, name: str) -> Path:
+    folder = work / f"{name}-{len(list(work.iterdir()))}"
+    folder.mkdir()
+    return folder
+
+
+@FUZZ
+@given(data=files(["response", "prompt", "task", "item", "id"]))
+def test_score_survives_any_input(work, data):
+    tmp = fresh(work, "score")
+    src = tmp / "in.jsonl"
+    src.write_bytes(data)
+    out = tmp / "out"
+    out.mkdir()
+    run_guarded(tmp, src, out, lambda: crpo_bench(["score", str(src), "-o", str(out / "s.jsonl"), "--metrics",
+                                                   "ngram_diversity", "--quiet"]))
+    if (out / "s.jsonl").exists():  # whatever was written is strict JSON
+        for text in (out / "s.jsonl").read_text().split("\n"):
+            if text:
+                json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+
+
+@FUZZ
+@given(data=files(["TasksNamesFull", "Prompt", "Response", "facsco_grm_scaled", "Set", "Language", "Dataset",
+                   "TaskType"]))
+def test_crpo_train_pairs_survives_any_input(work, data):
+    tmp = fresh(work, "pairs")
+    src = tmp / "muce.jsonl"
+    src.write_bytes(data)
+    out = tmp / "out"
+    out.mkdir()
+    run_guarded(tmp, src, out, lambda: crpo_train(["pairs", "--data", str(src), "--out", str(out / "pairs")]))
+
+
+RESULTS = {"results": {"muce_aut": {"alias": "muce_aut", "novelty,samples": 0.1, "novelty_stderr,samples": 0.01}},
+           "higher_is_better": {"muce_aut": {"novelty": True}}, "crpo_bench": {"model": "m", "baseline": False}}
+
+
+@FUZZ
+@given(baseline=values, as_bytes=st.one_of(st.none(), st.binary(max_size=30)))
+def test_check_survives_any_baseline(work, baseline, as_bytes):
+    tmp = fresh(work, "check")
+    (tmp / "results" / "m").mkdir(parents=True)
+    (tmp / "results" / "m" / "muce_aut.json").write_text(json.dumps(RESULTS))
+    src = tmp / "baseline.json"
+    src.write_bytes(as_bytes if as_bytes is not None else json.dumps(baseline).encode())
+    out = tmp / "none"
+    out.mkdir()
+    run_guarded(tmp, src, out, lambda: crpo_bench(["check", "--baseline", str(src), "--results",
+                                                   str(tmp / "results")]))
+
+
+@FUZZ
+@given(result=values, model=values, metric_value=values)
+def test_leaderboard_survives_any_results(work, result, model, metric_value):
+    tmp = fresh(work, "board")
+    folder = tmp / "results" / "m"
+    folder.mkdir(parents=True)
+    good = json.loads(json.dumps(RESULTS))
+    good["crpo_bench"]["model"] = model
+    good["results"]["muce_aut"]["diversity,samples"] = metric_value
+    src = folder / "muce_aut.json"
+    src.write_text(json.dumps(good))
+    (folder / "other.json").write_text(json.dumps(result))
+    out = tmp / "board"
+    out.mkdir()
+    run_guarded(tmp / "results" / "m", src, out,
+                lambda: crpo_bench(["leaderboard", "--results", str(tmp / "results"), "--out", str(out)]))
+
+
+@FUZZ
+@given(data=files(["id", "prompt", "generations"]))
+def test_noveltybench_survives_any_input(work, data):
+    tmp = fresh(work, "nb")
+    out = tmp / "eval"
+    out.mkdir()
+    src = out / "generations.jsonl"
+    src.write_bytes(data)
+    run_guarded(out, src, out, lambda: crpo_bench(["noveltybench", "--eval-dir", str(out), "--equivalence",
+                                                   "unigram"]))
+
+
+@pytest.fixture(scope="module")
+def server(chat_server_url):
+    return chat_server_url
+
+
+@FUZZ
+@given(body=st.one_of(
+    row(["model", "messages", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop", "n"]).map(
+        lambda d: json.dumps(d, allow_nan=True).encode()),
+    st.fixed_dictionaries({"messages": st.just([{"role": "user", "content": "hi"}]),
+                           "max_tokens": st.one_of(st.integers(-5, 4), st.text(max_size=3), st.none()),
+                           "temperature": st.one_of(st.floats(allow_nan=True), st.text(max_size=3)),
+                           "stop": values, "n": values}).map(lambda d: json.dumps(d, allow_nan=True).encode()),
+    st.binary(max_size=40)))
+def test_serve_answers_any_body_with_a_result_or_a_4xx(server, body):
+    request = urllib.request.Request(server.rstrip("/") + "/chat/completions" if not server.endswith("completions")
+                                     else server, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            status = response.status
+            json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        status = err.code
+        json.loads(err.read() or b"{}")
+    assert status == 200 or 400 <= status < 500, status
+
+
+def test_generated_floats_include_non_finite():
+    """The strategies do produce what strict JSON forbids (a guard against a silent weakening)."""
+    found = set()
+
+    @settings(max_examples=200, derandomize=True)
+    @given(st.floats(allow_nan=True))
+    def collect(x):
+        if not math.isfinite(x):
+            found.add("nan" if math.isnan(x) else "inf")
+
+    collect()
+    assert found == {"nan", "inf"}
