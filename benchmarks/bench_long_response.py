@@ -40,7 +40,7 @@ def main() -> None:
                                        "an older commit); its crpo_bench is imported first")
     args = parser.parse_args()
     env = {**os.environ, **({"PYTHONPATH": args.code} if args.code else {})}
-    for cap in ((None,) if args.code else (20_000, None)):
+    for cap in ((None,) if args.code else (10_000, None)):
         out = subprocess.run([sys.executable, "-c", CHILD, str(args.mb), json.dumps(cap)], capture_output=True,
                              text=True, env=env)
         print(out.stdout.strip() or out.stderr[-2000:])

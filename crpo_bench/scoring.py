@@ -56,9 +56,10 @@ class ScoringConfig:
     surprise_scope: str = "response"  # or "whole_chat", the paper's (metrics/surprise.py)
     trust_remote_code: bool = False  # the opt-in to models that ship their own code
     # Answers are scored on their first max_response_chars characters (rows cut short say so
-    # in `truncated_at`): memory and time stay bounded whatever a model emits. 20,000 is about
-    # 4,000 tokens, four times the paper's longest generation (1,024 new tokens).
-    max_response_chars: int | None = 20_000
+    # in `truncated_at`): memory and time stay bounded whatever a model emits (surprise's
+    # attention grows with the square of the length). 10,000 is about 2,300 tokens, twice the
+    # paper's longest generation (1,024 new tokens).
+    max_response_chars: int | None = 10_000
     embedding_cache: bool = True
     cache_path: Path | None = None  # default: <cache dir>/embeddings.sqlite
     word_batch_size: int = 64  # measured fastest on CPU for MiniLM (benchmarks/)

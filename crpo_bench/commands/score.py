@@ -54,9 +54,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--tokenizer", choices=TOKENIZERS,
                    help="word tokenizer for DSI, novelty, n-grams (default: regex; spacy in the paper profile)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk embedding cache")
-    p.add_argument("--max-response-chars", type=int, default=20_000, metavar="N",
+    p.add_argument("--max-response-chars", type=int, default=10_000, metavar="N",
                    help="score each answer's first N characters (rows cut short get `truncated_at`; the card "
-                        "records N); bounds memory and time (default 20000, about 4,000 tokens)")
+                        "records N); bounds memory and time (default 10000, about 2,300 tokens)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
