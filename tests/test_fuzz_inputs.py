@@ -50,8 +50,33 @@ def line(keys: list[str]):
     )
 
 
-def files(keys: list[str]):
-    return st.lists(line(keys), min_size=0, max_size=6).map(lambda lines: b"\n".join(lines) + b"\n")
+texts = st.one_of(st.text(max_size=60), st.sampled_from(["", " ", "!!", "brick", "a b", "grind it into red pigment",
+                                                         "\u2028x y", "x\ny z", "Ünïcödé wörds hére"]))
+
+
+words = texts.filter(lambda t: t.strip())
+
+
+def plausible_row(keys: list[str], required: int):
+    """A row that passes the first checks more often: string fields, a numeric score."""
+    fields = {k: (st.one_of(st.integers(0, 60), st.floats(0, 60), st.sampled_from(["", None, "30"]))
+                  if k == "facsco_grm_scaled" else
+                  st.one_of(st.lists(words, min_size=10, max_size=10), st.lists(texts, max_size=4))
+                  if k == "generations" else
+                  st.sampled_from(["Training", "Validation", "HeldoutItem"]) if k == "Set" else
+                  st.sampled_from(["Poems", "Alternate Uses of Objects Task", "Metaphors"]) if k == "TasksNamesFull"
+                  else texts) for k in keys}
+    return st.fixed_dictionaries({k: v for k, v in fields.items() if k in keys[:required]},
+                                 optional={k: v for k, v in fields.items() if k not in keys[:required]})
+
+
+def files(keys: list[str], required: int = 1):
+    """A file of 0-6 lines: either plausible rows only (the first `required` keys present,
+    so the work itself runs) or a mix with malformed lines."""
+    plausible = plausible_row(keys, required).map(lambda d: json.dumps(d).encode())
+    clean = st.lists(plausible, min_size=0, max_size=6)
+    mixed = st.lists(st.one_of(plausible, plausible, line(keys)), min_size=0, max_size=6)
+    return st.one_of(clean, mixed).map(lambda rows: b"\n".join(rows) + b"\n")
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -83,7 +108,7 @@ def fresh(work: Path, name: str) -> Path:
 
 
 @FUZZ
-@given(data=files(["response", "prompt", "task", "item", "id"]))
+@given(data=files(["response", "prompt", "task", "item", "id"]))  # response first: plausible rows have it
 def test_score_survives_any_input(work, data):
     tmp = fresh(work, "score")
     src = tmp / "in.jsonl"
@@ -99,8 +124,7 @@ def test_score_survives_any_input(work, data):
 
 
 @FUZZ
-@given(data=files(["TasksNamesFull", "Prompt", "Response", "facsco_grm_scaled", "Set", "Language", "Dataset",
-                   "TaskType"]))
+@given(data=files(["TasksNamesFull", "Prompt", "Response", "facsco_grm_scaled", "Set", "Language", "Dataset"], 5))
 def test_crpo_train_pairs_survives_any_input(work, data):
     tmp = fresh(work, "pairs")
     src = tmp / "muce.jsonl"
@@ -147,7 +171,7 @@ def test_leaderboard_survives_any_results(work, result, model, metric_value):
 
 
 @FUZZ
-@given(data=files(["id", "prompt", "generations"]))
+@given(data=files(["id", "prompt", "generations"], 3))
 def test_noveltybench_survives_any_input(work, data):
     tmp = fresh(work, "nb")
     out = tmp / "eval"
@@ -197,3 +221,21 @@ def test_generated_floats_include_non_finite():
 
     collect()
     assert found == {"nan", "inf"}
+
+
+@FUZZ
+@given(rows=st.lists(st.fixed_dictionaries({"id": words, "prompt": words,
+                                            "generations": st.lists(words, min_size=10, max_size=10)}),
+                     min_size=1, max_size=3, unique_by=lambda r: r["id"]))
+def test_noveltybench_scores_any_well_formed_file(work, rows):
+    """Well-formed but odd generations (unicode, punctuation, line separators) give a result."""
+    tmp = fresh(work, "nbok")
+    out = tmp / "eval"
+    out.mkdir()
+    src = out / "generations.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_guarded(out, src, out, lambda: crpo_bench(["noveltybench", "--eval-dir", str(out), "--equivalence",
+                                                          "unigram"])) == 0
+    summary = json.loads((out / "summary.json").read_text(),
+                         parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert 1 <= summary["mean_distinct"] <= 10
