@@ -100,3 +100,21 @@ def test_raw_published_layout_gives_train_and_val_that_dpo_accepts(tiny_lm_folde
                        "--max_steps", "1", "--lora_r", "4", "--lora_alpha", "8", "--eval_strategy", "steps",
                        "--eval_steps", "1", "--output_dir", tmp_path / "dpo", *ON_CPU], cwd=tmp_path)
     assert (tmp_path / "dpo" / "adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize("name, distributed", [("multi_gpu", "MULTI_GPU"), ("zero3", "DEEPSPEED")])
+def test_shipped_accelerate_configs_load(name, distributed, capsys):
+    """accelerate parses the configs (it refuses unknown keys); crpo-train names their paths."""
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    from crpo_bench.training.cli import main as crpo_train
+
+    assert crpo_train(["accelerate-config", name]) == 0
+    path = capsys.readouterr().out.strip()
+    config = load_config_from_file(path)
+    assert str(config.distributed_type).endswith(distributed) and config.num_processes == 8
+    assert config.mixed_precision == "fp16"
+    if name == "zero3":
+        assert config.deepspeed_config["zero_stage"] == 3
+    assert crpo_train(["accelerate-config", "fsdp"]) == 2
+    assert "choose one of multi_gpu, zero3" in capsys.readouterr().err

@@ -3,6 +3,8 @@
     crpo-train pairs --data [SPLIT=]SOURCE ... --out pairs/      rated answers -> preference pairs
     crpo-train score pairs/ --out scored/                        + creativity scores per pair
     crpo-train RECIPE [--field value ...]                        train (sft, dpo, crpo_*, demo_cpu)
+    crpo-train accelerate-config NAME                            path of a shipped accelerate config
+                                                                 (multi_gpu, zero3) for `accelerate launch`
 """
 
 from __future__ import annotations
@@ -140,12 +142,27 @@ def run_score(args) -> int:
     return 0
 
 
+def accelerate_config(name: str) -> Path:
+    """A shipped accelerate config (training/recipes/accelerate/NAME.yaml) by name."""
+    from .recipe import RECIPES
+
+    folder = RECIPES / "accelerate"
+    path = folder / f"{name.removesuffix('.yaml')}.yaml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise FileNotFoundError(f"accelerate config {name!r}: choose one of {known}")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(HELP)
         return 0 if argv else 2
     try:
+        if argv[0] == "accelerate-config":
+            print(accelerate_config(argv[1] if len(argv) > 1 else ""))
+            return 0
         if argv[0] in ("pairs", "score"):
             args = data_parser().parse_args(argv)
             return run_pairs(args) if args.verb == "pairs" else run_score(args)
