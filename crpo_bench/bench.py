@@ -3,11 +3,16 @@
 A model SPEC is `[NAME=]WHAT`, where WHAT is
 - a local folder or hub id of a causal LM (`hf:` prefix optional; `smollm2` is the
   packaged SmolLM2); a LoRA adapter folder from `crpo-train` runs on its base model;
+- `vllm:MODEL_OR_FOLDER`, the same on vLLM (LoRA adapters through vLLM's LoRA support);
 - `openai:MODEL`, an OpenAI chat model (key from OPENAI_API_KEY);
-- `api:MODEL@URL` or `api:MODEL` with --base-url, any OpenAI-compatible chat endpoint.
+- `anthropic:MODEL`, Anthropic's Messages API (key from ANTHROPIC_API_KEY);
+- `gemini:MODEL`, Google's OpenAI-compatible Gemini endpoint (key from GEMINI_API_KEY);
+- `api:MODEL@URL` or `api:MODEL` with --base-url, any OpenAI-compatible chat endpoint;
+- `litellm:PROVIDER/MODEL`, any provider LiteLLM routes to (LiteLLM reads its keys).
+openai:, anthropic: and gemini: take @URL or --base-url too (a proxy, a test server).
 API models are baselines on the leaderboard. Their key is read from the environment and
-set on the model's request headers in memory; it is never put into model_args, which
-lm-eval writes out. OPENAI_API_KEY goes only to OpenAI's own endpoint.
+set on the model object in memory; it is never put into model_args, which lm-eval
+writes out. A provider's own variable (OPENAI_API_KEY, ...) goes only to its own host.
 
 NAME becomes a folder under --out, so it must be a safe file name (NAME_RULE); an
 unsafe NAME is refused, never rewritten. A name derived from WHAT (a hub id, ...) has
@@ -21,8 +26,11 @@ skips pairs whose results file exists.
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,7 +45,12 @@ OPENAI_HOST = "api.openai.com"
 # page would read as syntax.
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,63}")
 NAME_RULE = "1-64 characters from A-Z a-z 0-9 . _ - +, not starting with '.'"
-WHOLE_SPEC_PREFIXES = ("openai:", "api:", "hf:")  # an "=" after these is part of WHAT (a URL query)
+# an "=" after these is part of WHAT (a URL query, a folder such as runs/lr=1e-4)
+WHOLE_SPEC_PREFIXES = ("openai:", "anthropic:", "gemini:", "api:", "litellm:", "hf:", "vllm:")
+ANTHROPIC_MESSAGES_URL = "https://api.anthropic.com/v1/messages"  # lm-eval's AnthropicChat default
+GEMINI_CHAT_URL = "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions"
+# optional backends: the package each needs, and the extra of ours that installs it
+EXTRAS = {"vllm": "vllm", "litellm": "litellm"}
 
 
 class BenchError(ValueError):
@@ -47,11 +60,12 @@ class BenchError(ValueError):
 @dataclass
 class ModelSpec:
     name: str  # the leaderboard's name, also the results folder
-    kind: str  # "hf" or "api"
+    kind: str  # "hf", "vllm" or "api"
     lm_eval_model: str  # lm-eval's model type
     model_args: dict = field(default_factory=dict)
     base_url: str | None = None
     renamed_from: str | None = None  # the text a derived name was made safe from, for a notice
+    provider: str | None = None  # an API model's PROVIDERS key, or "litellm"
 
     @property
     def baseline(self) -> bool:
@@ -102,10 +116,10 @@ def _port_ok(parts) -> bool:
     return True
 
 
-def chat_url(url: str, label: str) -> str:
-    """The chat-completions URL of an endpoint, as the OpenAI client reads a base URL:
-    a bare host gets /v1/chat/completions, any other path (/v1, /v1beta/openai) gets
-    /chat/completions once, and a URL already ending in /chat/completions is kept."""
+def _endpoint(url: str, label: str, default_path: str, suffix: str) -> str:
+    """`url` checked (http(s), a host, a port, no credentials) and completed as a client
+    reads a base URL: a bare host gets `default_path`, any other path gets `suffix` once,
+    and a URL already ending in `suffix` is kept."""
     if "@" in url:  # user:password@host; the URL is written to the results, so it is not echoed either
         raise BenchError(f"model {label}: the endpoint URL holds a user name or password, which would be written "
                          "to the results; put the key in an environment variable and pass --api-key-env NAME")
@@ -114,10 +128,56 @@ def chat_url(url: str, label: str) -> str:
         raise BenchError(f"model {label}: endpoint {url!r} is not an http:// or https:// URL")
     path = parts.path.rstrip("/")
     if not path:
-        path = "/v1/chat/completions"
-    elif not path.endswith("/chat/completions"):
-        path += "/chat/completions"
+        path = default_path
+    elif not path.endswith(suffix):
+        path += suffix
     return urlunsplit(parts._replace(path=path))
+
+
+def chat_url(url: str, label: str) -> str:
+    """The chat-completions URL of an endpoint, as the OpenAI client reads a base URL:
+    a bare host gets /v1/chat/completions, any other path (/v1, /v1beta/openai) gets
+    /chat/completions once, and a URL already ending in /chat/completions is kept."""
+    return _endpoint(url, label, "/v1/chat/completions", "/chat/completions")
+
+
+def messages_url(url: str, label: str) -> str:
+    """The Messages URL of an Anthropic-style endpoint, as Anthropic's client reads a base
+    URL: a bare host gets /v1/messages, /v1 gets /messages, .../messages is kept."""
+    return _endpoint(url, label, "/v1/messages", "/messages")
+
+
+@dataclass(frozen=True)
+class Provider:
+    """An HTTP API backend: which lm-eval model speaks it, where, and whose key it gets."""
+
+    lm_eval_model: str
+    url: str | None  # the default endpoint; None: the spec must name one
+    host: str | None  # the only host that gets key_env's key without --api-key-env
+    key_env: str | None
+    endpoint: Callable[[str, str], str] = chat_url  # how a given URL is completed
+    key_header: str = "Authorization"  # "x-api-key" for Anthropic, which takes the bare key
+
+
+PROVIDERS = {
+    "openai": Provider("local-chat-completions", OPENAI_CHAT_URL, OPENAI_HOST, KEY_ENV),
+    # Gemini speaks OpenAI's chat protocol at its own URL, so lm-eval's generic client fits
+    "gemini": Provider("local-chat-completions", GEMINI_CHAT_URL, "generativelanguage.googleapis.com",
+                       "GEMINI_API_KEY"),
+    "anthropic": Provider("anthropic-chat-completions", ANTHROPIC_MESSAGES_URL, "api.anthropic.com",
+                          "ANTHROPIC_API_KEY", messages_url, "x-api-key"),
+    "api": Provider("local-chat-completions", None, None, None),
+}
+
+
+def default_key_env(spec: "ModelSpec") -> str | None:
+    """The variable whose key `spec` gets without --api-key-env: its provider's own, and only
+    when the URL is that provider's host over https (not a proxy, a lookalike, a test server)."""
+    provider = PROVIDERS.get(spec.provider or "")
+    if provider is None or provider.host is None:
+        return None
+    parts = urlsplit(spec.base_url or "")
+    return provider.key_env if parts.scheme == "https" and parts.hostname == provider.host else None
 
 
 def is_openai(url: str | None) -> bool:
@@ -126,56 +186,99 @@ def is_openai(url: str | None) -> bool:
     return parts.scheme == "https" and parts.hostname == OPENAI_HOST
 
 
+def _prefix(what: str) -> str | None:
+    head, colon, _ = what.partition(":")
+    return head if colon and f"{head}:" in WHOLE_SPEC_PREFIXES else None
+
+
 def check_spec(spec: str, base_url: str | None = None) -> None:
-    """The cheap checks of parse_spec (NAME, endpoint URL), for every spec before any model
-    folder is resolved: resolving `smollm2` converts a model on first use."""
+    """The cheap checks of parse_spec (NAME, endpoint URL, optional package), for every spec
+    before any model folder is resolved: resolving `smollm2` converts a model on first use."""
     name, what = split_spec(spec)
-    if what.startswith(("openai:", "api:")):
+    prefix = _prefix(what)
+    if prefix in PROVIDERS or prefix == "litellm":
         _api_spec(name, what, spec, base_url, {})
+    if prefix in EXTRAS:
+        check_extra(prefix, spec)
+
+
+def check_extra(backend: str, label: str) -> None:
+    """An optional backend's package is installed, or the error names the extra that installs it."""
+    package = EXTRAS[backend]
+    if find_spec(package) is None:
+        raise BenchError(f"model {label}: the {backend} backend needs the {package} package, which is not "
+                         f'installed; pip install "crpo-bench[{backend}]"')
 
 
 def _api_spec(name: str | None, what: str, spec: str, base_url: str | None, api: dict) -> ModelSpec:
-    if what.startswith("openai:"):
-        model = what.removeprefix("openai:")
-        url = chat_url(base_url, model) if base_url else OPENAI_CHAT_URL
-    else:
-        model, at, url = what.removeprefix("api:").partition("@")
-        url = url if at else base_url
-        if not url:
-            raise BenchError(f"model {spec!r}: an api: model needs an endpoint, api:MODEL@URL or --base-url URL")
-        url = chat_url(url, model)
+    prefix = _prefix(what)
+    model, at, url = what.removeprefix(f"{prefix}:").partition("@")
     if not model:
-        raise BenchError(f"model spec {spec!r}: no model name after {what.split(':')[0]}:")
+        raise BenchError(f"model spec {spec!r}: no model name after {prefix}:")
+    if prefix == "litellm":  # LiteLLM picks the endpoint from PROVIDER/ itself
+        if at:
+            raise BenchError(f"model spec {spec!r}: litellm: takes no @URL; LiteLLM routes by PROVIDER/MODEL")
+        args, url = dict(model=model, **api), None
+        lm_eval_model = "litellm"
+    else:
+        provider = PROVIDERS[prefix]
+        url = (url if at else None) or base_url
+        if not url and provider.url is None:
+            raise BenchError(f"model {spec!r}: an api: model needs an endpoint, api:MODEL@URL or --base-url URL")
+        url = provider.endpoint(url, model) if url else provider.url
+        args, lm_eval_model = dict(model=model, base_url=url, **api), provider.lm_eval_model
     derived = _safe_name(model)
-    return ModelSpec(name or derived, "api", "local-chat-completions", dict(model=model, base_url=url, **api), url,
-                     renamed_from=None if name or derived == model else model)
+    return ModelSpec(name or derived, "api", lm_eval_model, args, url,
+                     renamed_from=None if name or derived == model else model, provider=prefix)
+
+
+def _adapter_base(adapter: Path) -> str:
+    base = json.loads(adapter.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise BenchError(f"{adapter}: no base_model_name_or_path, so the adapter's base model is unknown")
+    return base
+
+
+def _vllm_args(path: str, adapter: Path, base: str | None, vllm: dict) -> dict:
+    """lm-eval vllm's model_args. vLLM schedules its own batches, so batch_size is "auto";
+    a LoRA adapter runs on its base model through `lora_local_path`, with `max_lora_rank`
+    raised to the adapter's rank (vLLM refuses a rank above it; lm-eval's default is 16)."""
+    args = dict(pretrained=path, batch_size="auto", **{k: v for k, v in vllm.items() if v is not None})
+    if base is None:
+        return args
+    rank = json.loads(adapter.read_text()).get("r") or 0
+    return dict(args, pretrained=base, lora_local_path=path, **({"max_lora_rank": rank} if rank > 16 else {}))
 
 
 def parse_spec(spec: str, base_url: str | None = None, concurrency: int = 4, max_retries: int = 5,
-               timeout: int = 120, batch_size: int = 8) -> ModelSpec:
+               timeout: int = 120, batch_size: int = 8, vllm: dict | None = None) -> ModelSpec:
+    """The ModelSpec of `spec` (see the module docstring). `vllm` holds the vLLM engine's
+    settings (tensor_parallel_size, data_parallel_size, gpu_memory_utilization, max_model_len;
+    None: lm-eval's default) for vllm: specs."""
     name, what = split_spec(spec)
     api = dict(num_concurrent=concurrency, max_retries=max_retries, timeout=timeout, tokenizer_backend=None)
-    if what.startswith(("openai:", "api:")):
+    prefix = _prefix(what)
+    if prefix in PROVIDERS or prefix == "litellm":
         return _api_spec(name, what, spec, base_url, api)
     from .models import causal_lm_path, device
 
-    path = causal_lm_path(what.removeprefix("hf:"))
+    local = what.removeprefix(f"{prefix}:") if prefix else what
+    path = causal_lm_path(local)
     folder = Path(path)
-    args = dict(pretrained=path, batch_size=batch_size, device=device())
     adapter = folder / "adapter_config.json"
-    if adapter.is_file():
-        base = json.loads(adapter.read_text()).get("base_model_name_or_path")
-        if not base:
-            raise BenchError(f"{adapter}: no base_model_name_or_path, so the adapter's base model is unknown")
-        args = dict(args, pretrained=causal_lm_path(base), peft=path)
-    elif what.removeprefix("hf:").startswith((".", "/", "~")) and not folder.is_dir():
+    base = causal_lm_path(_adapter_base(adapter)) if adapter.is_file() else None
+    if base is None and local.startswith((".", "/", "~")) and not folder.is_dir():
         raise BenchError(f"model {spec!r}: folder {path} does not exist")
-    local = what.removeprefix("hf:")
+    if prefix == "vllm":
+        kind, args = "vllm", _vllm_args(path, adapter, base, vllm or {})
+    else:
+        kind, args = "hf", dict(pretrained=base or path, batch_size=batch_size, device=device(),
+                                **({"peft": path} if base else {}))
     default_name = local if not folder.is_dir() or "/" not in local else folder.name  # alias, hub id, folder
     if folder.name == "merged" and folder.is_dir():
         default_name = folder.parent.name + "-merged"
     derived = _safe_name(default_name)
-    return ModelSpec(name or derived, "hf", "hf", args,
+    return ModelSpec(name or derived, kind, kind, args,
                      renamed_from=None if name or derived == default_name else default_name)
 
 
@@ -211,16 +314,81 @@ def check_endpoint(spec: ModelSpec) -> None:
                          "is the server running?") from None
 
 
+_SECRETS: set[str] = set()  # the keys of this run, kept out of every log record and error message
+
+
+def redact(text: str) -> str:
+    for secret in _SECRETS:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _redacting_factory(make_record):
+    """A log record factory that blanks the keys: lm-eval logs a failed request's exception
+    with repr(), and aiohttp's repr of an HTTP error carries the request headers, key included."""
+
+    def factory(*args, **kwargs):
+        record = make_record(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a record whose args do not fit its format is left as it is
+            return record
+        if any(secret in message for secret in _SECRETS):
+            record.msg, record.args = redact(message), ()
+        if record.exc_info and _SECRETS:  # a Formatter uses exc_text as it is when set
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return record
+
+    return factory
+
+
+def keep_secret(key: str | None) -> None:
+    """From now on `key` appears in no log record of this process and no BenchError of evaluate_pair."""
+    if not key:
+        return
+    if not _SECRETS:
+        logging.setLogRecordFactory(_redacting_factory(logging.getLogRecordFactory()))
+    _SECRETS.add(key)
+
+
+def _key_header(spec: ModelSpec, lm, api_key: str | None) -> dict:
+    """The request headers of an HTTP API model: its key (if any) in its provider's header,
+    plus the API version Anthropic requires on every request."""
+    provider = PROVIDERS[spec.provider or "api"]
+    header = {"anthropic-version": lm.anthropic_version} if spec.provider == "anthropic" else {}
+    if api_key:
+        header[provider.key_header] = api_key if provider.key_header == "x-api-key" else f"Bearer {api_key}"
+    return header
+
+
+def _litellm_per_call(lm, api_key: str | None, timeout: int) -> None:
+    """LiteLLM sends no HTTP request of lm-eval's, so headers and the session timeout do not
+    reach it: the key and the timeout ride on each call's payload instead, in memory only."""
+    create = lm._create_payload
+    extra = {"timeout": timeout, **({"api_key": api_key} if api_key else {})}
+
+    def create_payload(*args, **kwargs):
+        return {**create(*args, **kwargs), **extra}
+
+    lm._create_payload = create_payload
+
+
 def build_lm(spec: ModelSpec, api_key: str | None = None):
-    """lm-eval's model. An API model's request headers are set here, in memory: lm-eval
+    """lm-eval's model. An API model's key is set here, on the object in memory: lm-eval
     itself would send OPENAI_API_KEY (or an empty bearer token) to every endpoint."""
     from lm_eval.api.registry import get_model
 
+    for backend in (spec.kind, spec.provider):
+        if backend in EXTRAS:
+            check_extra(backend, spec.name)
+    keep_secret(api_key)
     lm = get_model(spec.lm_eval_model).create_from_arg_obj(dict(spec.model_args))
-    if spec.baseline:
-        # TemplateAPI.header is a cached_property, so the instance attribute wins; {} sends
-        # no Authorization header at all
-        lm.header = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    if spec.provider == "litellm":
+        _litellm_per_call(lm, api_key, spec.model_args.get("timeout", 120))
+    elif spec.baseline:
+        # TemplateAPI.header is a cached_property, so the instance attribute wins; without a
+        # key no Authorization / x-api-key header is sent at all
+        lm.header = _key_header(spec, lm, api_key)
     return lm
 
 
@@ -236,7 +404,7 @@ def evaluate_pair(lm, spec: ModelSpec, task: str, limit: int | None, gen_kwargs:
         )
     except Exception as err:
         where = f" at {spec.base_url}" if spec.base_url else ""
-        raise BenchError(f"model {spec.name}{where}, task {task}: {type(err).__name__}: {err}") from err
+        raise BenchError(redact(f"model {spec.name}{where}, task {task}: {type(err).__name__}: {err}")) from err
 
 
 def write_pair(out: Path, spec: ModelSpec, task: str, evaluation: dict) -> Path:

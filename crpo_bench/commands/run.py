@@ -14,7 +14,8 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("run", help="evaluate models x tasks with lm-eval; resumable",
                               description=bench.__doc__)
     p.add_argument("--model", nargs="+", action="extend", required=True, metavar="SPEC",
-                   help="[NAME=]PATH|HUB_ID|smollm2|openai:MODEL|api:MODEL[@URL]; repeatable")
+                   help="[NAME=]PATH|HUB_ID|smollm2|vllm:PATH_OR_HUB_ID|openai:MODEL[@URL]|anthropic:MODEL[@URL]|"
+                        "gemini:MODEL[@URL]|api:MODEL[@URL]|litellm:PROVIDER/MODEL; repeatable")
     p.add_argument("--tasks", nargs="+", required=True, help="crpo-bench task names (muce_aut, noveltybench, ...)")
     p.add_argument("--out", default="leaderboard/results", help="results folder (default leaderboard/results)")
     p.add_argument("--limit", type=int, help="documents per task (smoke runs, demos)")
@@ -24,16 +25,23 @@ def add_parser(subparsers) -> None:
                    help="scoring profile of every task (metadata key profile); default offline")
     p.add_argument("--trust-remote-code", action="store_true",
                    help="let scorer models that ship their own code run it (jina-embeddings-v3 under --profile paper)")
-    p.add_argument("--base-url", help="endpoint for api:MODEL specs without @URL")
+    p.add_argument("--base-url", help="endpoint for api:, openai:, anthropic: and gemini: specs without @URL")
     p.add_argument("--api-key-env", metavar="NAME",
                    help="environment variable holding the key for every API model of the run; without it "
-                        "only OpenAI's endpoint gets a key (OPENAI_API_KEY) and other endpoints none; never written")
+                        "each provider's own host gets its own variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, "
+                        "GEMINI_API_KEY) and other endpoints none; never written")
     p.add_argument("--concurrency", type=int, default=4, help="concurrent API requests per model (4)")
     p.add_argument("--max-retries", type=int, default=5, help="attempts per API request, with backoff (5)")
     p.add_argument("--timeout", type=int, default=120, help="seconds per API request (120)")
     p.add_argument("--batch-size", type=int, default=8, help="batch size of local models (8)")
     p.add_argument("--no-chat-template", action="store_true",
                    help="send raw prompts to local models (base models without a chat template)")
+    vllm = p.add_argument_group("vllm: models", "the vLLM engine of vllm: specs; unset: lm-eval's default")
+    vllm.add_argument("--tensor-parallel-size", type=int, metavar="N", help="GPUs one model copy is split over (1)")
+    vllm.add_argument("--data-parallel-size", type=int, metavar="N", help="model copies, each on its own GPUs (1)")
+    vllm.add_argument("--gpu-memory-utilization", type=float, metavar="F",
+                      help="share of each GPU's memory vLLM may take (0.9)")
+    vllm.add_argument("--max-model-len", type=int, metavar="N", help="longest prompt + answer in tokens (the model's)")
 
 
 def _json_arg(text: str | None, flag: str) -> dict:
@@ -50,8 +58,10 @@ def _json_arg(text: str | None, flag: str) -> dict:
 
 def _api_keys(specs, env_name: str | None) -> dict[str, str | None]:
     """The key each API model sends, by model name, kept in this process's memory only.
-    OPENAI_API_KEY is the default only for OpenAI's own endpoint: a custom endpoint (a local
-    server, another provider, a mistyped host) must not receive the OpenAI key unasked."""
+    A provider's own variable (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY) is the
+    default only for that provider's own host: a custom endpoint (a local server, a proxy,
+    a mistyped host) must not receive it unasked. LiteLLM reads its providers' variables
+    itself, so a litellm: model gets a key from us only through --api-key-env."""
     api = [s for s in specs if s.baseline]
     if not api:
         return {}
@@ -59,21 +69,33 @@ def _api_keys(specs, env_name: str | None) -> dict[str, str | None]:
         raise bench.BenchError(f"--api-key-env {env_name}: that environment variable is not set or is empty")
     keys: dict[str, str | None] = {}
     for spec in api:
-        if env_name is not None:
-            keys[spec.name] = os.environ[env_name]
-        elif bench.is_openai(spec.base_url):
-            keys[spec.name] = os.environ.get(bench.KEY_ENV)
-        else:
-            keys[spec.name] = None
-    missing = [s.name for s in api if not keys[s.name] and bench.is_openai(s.base_url)]
-    if missing:
-        raise bench.BenchError(f"model(s) {missing} at {bench.OPENAI_HOST} need an API key: set {bench.KEY_ENV} "
-                               "or pass --api-key-env NAME")
+        default = bench.default_key_env(spec)
+        keys[spec.name] = os.environ[env_name] if env_name is not None else default and os.environ.get(default)
+    _need_keys(api, keys)
     for spec in api:
-        if not keys[spec.name]:
-            print(f"model {spec.name}: no API key sent to {spec.base_url} ({bench.KEY_ENV} goes only to "
-                  f"{bench.OPENAI_HOST}; pass --api-key-env NAME to send one)")
+        if not keys[spec.name] and spec.base_url:
+            print(f"model {spec.name}: no API key sent to {spec.base_url} ({_own_key_rule(spec)}; "
+                  "pass --api-key-env NAME to send one)")
     return keys
+
+
+def _need_keys(api, keys: dict) -> None:
+    """A provider's own host answers nothing without a key: stop before any request."""
+    missing: dict[str, list[str]] = {}
+    for spec in api:
+        default = bench.default_key_env(spec)
+        if default and not keys[spec.name]:
+            missing.setdefault(default, []).append(spec.name)
+    for env, names in missing.items():
+        host = next(p.host for p in bench.PROVIDERS.values() if p.key_env == env)
+        raise bench.BenchError(f"model(s) {names} at {host} need an API key: set {env} or pass --api-key-env NAME")
+
+
+def _own_key_rule(spec) -> str:
+    provider = bench.PROVIDERS[spec.provider or "api"]
+    if provider.key_env is None:
+        return "provider keys go only to their providers' own hosts"
+    return f"{provider.key_env} goes only to {provider.host}"
 
 
 def _parse_specs(args) -> list:
@@ -81,8 +103,10 @@ def _parse_specs(args) -> list:
     folder can be slow (`smollm2` is converted on first use)."""
     for text in args.model:
         bench.check_spec(text, args.base_url)
-    specs = [bench.parse_spec(s, args.base_url, args.concurrency, args.max_retries, args.timeout, args.batch_size)
-             for s in args.model]
+    vllm = dict(tensor_parallel_size=args.tensor_parallel_size, data_parallel_size=args.data_parallel_size,
+                gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len)
+    specs = [bench.parse_spec(s, args.base_url, args.concurrency, args.max_retries, args.timeout, args.batch_size,
+                              vllm) for s in args.model]
     for spec, text in zip(specs, args.model):
         if spec.renamed_from:  # say so: the results folder is not the text that was given
             print(f"model {text!r}: results under {spec.name}/ (a name is {bench.NAME_RULE}; "
