@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from crpo_bench import bench
+from http_stubs import reply_json
 
 BIN = Path(sys.executable).parent
 SECRET = "sk-crpo-test-0123456789abcdef"
@@ -92,14 +93,7 @@ class FlakyProxy:
                 req = urllib.request.Request(proxy.target, data=body, headers={"Content-Type": "application/json"})
                 with urllib.request.urlopen(req, timeout=120) as answer:
                     payload = answer.read()
-                try:
-                    self.send_response(200)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):  # the stalled client gave up
-                    pass
+                reply_json(self, 200, payload)
 
             def log_message(self, *args):
                 pass

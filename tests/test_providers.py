@@ -20,6 +20,7 @@ import pytest
 from crpo_bench import bench
 from crpo_bench.commands.run import _api_keys
 
+from http_stubs import reply_json
 from test_bench_run import SECRET, common, crpo_bench_run, muce_file  # noqa: F401 -- muce_file is a fixture
 
 OTHER_SECRET = "sk-other-provider-must-not-travel"
@@ -73,14 +74,7 @@ class Stub:
                 self._send(200, json.dumps(stub.reply(body)).encode())
 
             def _send(self, status: int, payload: bytes):
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):  # the stalled client gave up
-                    pass
+                reply_json(self, status, payload)
 
             def log_message(self, *args):
                 pass
