@@ -229,6 +229,10 @@ trainer.train()
 if trainer.accelerator.is_main_process:
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     torch.save({n: p.detach() - before[n] for n, p in unwrapped.named_parameters()}, out)
+# leave the process group before exit: gloo's threads torn down by interpreter exit can abort
+# a process ("terminate called without an active exception") after the work is done
+trainer.accelerator.wait_for_everyone()
+torch.distributed.destroy_process_group()
 '''
 
 
