@@ -28,7 +28,7 @@ def _open_input(path: Path):
         raise InputError(f"{path}: cannot read ({err.strerror})") from None
 
 
-def _decode_line(raw: bytes, where: str) -> str:
+def decode_line(raw: bytes, where: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -42,7 +42,7 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
     # Bytes, decoded line by line: a bad byte is reported with its line, not as a bare codec error.
     with _open_input(path) as lines:
         for lineno, raw in enumerate(lines, start=1):
-            line = _decode_line(raw, f"{path}:{lineno}")
+            line = decode_line(raw, f"{path}:{lineno}")
             if not line.strip():
                 continue
             try:

@@ -23,6 +23,7 @@ import math
 import re
 from pathlib import Path
 
+from .jsonl import decode_line, read_jsonl
 from .muce_prompts import ENGLISH, full_prompt
 
 HUB_ID = "CNCL-Penn-State/MuCE"
@@ -136,10 +137,7 @@ def read_ocsai(path: str | Path, split: str) -> list[dict]:
     rows = []
     raw = Path(path).read_bytes()
     for lineno, data in enumerate(raw.split(b"\n"), start=1):  # bytes: a bad byte is named by its line
-        try:
-            line = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"{path}:{lineno}: not UTF-8") from None
+        line = decode_line(data, f"{path}:{lineno}")
         if not line.strip():
             continue
         try:
@@ -167,8 +165,6 @@ def _with_split(rows: list[dict], origin: str, default_split: str | None,
     and `_where` ("FILE:LINE", or "SOURCE, row K") for messages about it."""
     out = []
     for k, row in enumerate(rows, start=1):
-        if not isinstance(row, dict):
-            raise ValueError(f"{origin}{f':{lines[k - 1]}' if lines else f', row {k}'}: not a JSON object")
         where = f"{origin.removeprefix('MuCE data file ')}:{lines[k - 1]}" if lines else f"{origin}, row {k}"
         missing = [c for c in ("TasksNamesFull", "Prompt") if c not in row]
         if missing:
@@ -210,18 +206,8 @@ def read_table(path: str | Path) -> list[dict]:
     suffix = path.suffix.lower()
     numbers = None
     if suffix in (".jsonl", ".json"):
-        rows, numbers = [], []
-        with path.open(encoding="utf-8", errors="strict") as lines:
-            try:
-                for lineno, line in enumerate(lines, start=1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as err:
-                            raise ValueError(f"{path}:{lineno}: not JSON ({err})") from None
-                        numbers.append(lineno)
-            except UnicodeDecodeError:
-                raise ValueError(f"{path}:{len(numbers) and numbers[-1] + 1 or 1}: not UTF-8") from None
+        records = read_jsonl(path)  # FILE:LINE for bad bytes, bad JSON and non-objects
+        numbers, rows = [n for n, _ in records], [r for _, r in records]
     elif suffix == ".csv":
         import csv
 

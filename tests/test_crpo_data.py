@@ -177,7 +177,7 @@ def _muce_line(response="a doorstop", score=30, **extra):
     (['{"TasksNamesFull": "Poems", "Prompt": "rain", "Set": "Training", "facsco_grm_scaled": 30}'],
      "{path}:1: missing column 'Response'"),
     # a bad JSON line: its file and its real line number (blank lines count)
-    ([_muce_line(), "", _muce_line("paperweight", 22), "{not json"], "{path}:4: not JSON"),
+    ([_muce_line(), "", _muce_line("paperweight", 22), "{not json"], "{path}:4: malformed JSON"),
     # a score that is not a number: an error, not half the pairs dropped with exit 0
     ([_muce_line(), _muce_line("paperweight", "high")], "{path}:2: facsco_grm_scaled: not a number: 'high'"),
     # Infinity is not a score
@@ -197,3 +197,10 @@ def test_unrated_rows_are_left_out_and_counted(tmp_path, capsys):
                                _muce_line("unrated", None), _muce_line("blank", "")]) + "\n")
     assert crpo_train(["pairs", "--data", str(path), "--out", str(tmp_path / "o")]) == 0
     assert "2 row(s) without a score (facsco_grm_scaled) left out as unrated" in capsys.readouterr().err
+
+
+def test_bad_bytes_are_named_by_their_own_line_after_blank_lines(tmp_path, capsys):
+    path = tmp_path / "muce.jsonl"
+    path.write_bytes(_muce_line().encode() + b"\n\n\n" + b'{"Prompt": "\xff"}\n')
+    assert crpo_train(["pairs", "--data", str(path), "--out", str(tmp_path / "o")]) == 2
+    assert f"{path}:4: not UTF-8" in capsys.readouterr().err
