@@ -206,7 +206,7 @@ class Scorer:
         cut = [cap is not None and len(r) > cap for r in responses]
         responses = [r[:cap] if c else r for r, c in zip(responses, cut)]
         kinds = [text.degenerate_kind(r, cfg.tokenizer) for r in responses]
-        in_corpus = np.array([k is None or cfg.degenerate == "reference_compat" for k in kinds])
+        in_corpus = np.array([counts(k, cfg.degenerate) for k in kinds])
         rows = [{"degenerate": kind, **({"truncated_at": cap} if c else {})} for kind, c in zip(kinds, cut)]
         corpora: dict = {}
         members: dict[Hashable, list[int]] = {}
@@ -327,13 +327,17 @@ class Scorer:
                 corpora[cid][f"ngram_diversity_{n}"] = ngrams.corpus_ngram_diversity(kept, n)
 
 
+def counts(kind: str | None, degenerate: str = "exclude") -> bool:
+    """Whether an answer of degenerate `kind` (None: a real answer) is in its corpus and in
+    every summary: degenerate answers are left out under `exclude` (their 0 is a floor, not
+    a measurement) and kept under `reference_compat`."""
+    return kind is None or degenerate == "reference_compat"
+
+
 def counted_mean(rows: list[dict], field: str, degenerate: str = "exclude") -> float | None:
-    """The mean of a per-answer field over the answers that count, the one rule of every
-    summary (MuCE tasks, NoveltyBench, reports): degenerate answers are left out under the
-    `exclude` policy (their 0 is a floor, not a measurement) and counted under
-    `reference_compat`. None when no answer counts."""
-    values = [r[field] for r in rows
-              if (r.get("degenerate") is None or degenerate == "reference_compat") and r.get(field) is not None]
+    """The mean of a per-answer field over the answers that count (`counts`), the one rule
+    of every summary (MuCE tasks, NoveltyBench, reports). None when no answer counts."""
+    values = [r[field] for r in rows if counts(r.get("degenerate"), degenerate) and r.get(field) is not None]
     return float(np.mean(values)) if values else None
 
 

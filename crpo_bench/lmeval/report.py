@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import noveltybench, registry
 from ..metrics.ngrams import NGRAM_ORDERS
-from ..scoring import Scorer, counted_mean
+from ..scoring import Scorer, counted_mean, counts
 from .settings import answer_metrics, scorer_config
 
 
@@ -48,10 +48,12 @@ def corpus_values(items: list, scorer: Scorer, per_answer: dict, corpus: str = "
     num_themes and the corpus n-gram diversities are means over prompts. prompt_* metrics
     always use one corpus per prompt. `per_answer` caches surprise/quality."""
     answers, prompts, owner = _flatten(items)
-    prompt_scores = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"])
     scores = scorer.score(answers, corpus_ids=owner if corpus == "prompt" else None, prompts=prompts,
                           metrics=["dsi", "novelty", "diversity", "theme_uniqueness", "ngram_diversity"])
-    keep = [row["degenerate"] is None or scorer.config.degenerate == "reference_compat" for row in scores.rows]
+    # with one corpus per prompt, the prompt_* metrics are the ones just computed
+    prompt_scores = scores if corpus == "prompt" else scorer.score(
+        answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"])
+    keep = [counts(row["degenerate"], scorer.config.degenerate) for row in scores.rows]
     out = {m: _mean([r[m] for r in scores.rows], keep) for m in ("novelty", "diversity", "dsi", "theme_uniqueness")}
     corpora = list(scores.corpora.values())
     out["num_themes"] = float(np.mean([c.get("num_themes", 0) for c in corpora]))
