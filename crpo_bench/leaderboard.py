@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry
-from .card import METRIC_FIELDS, differences
+from .card import COMPARED_FIELDS, differences
 
 NOISE_Z = 2.0
 
@@ -130,12 +130,12 @@ def separate_incomparable(entries: list[Entry]) -> tuple[list[Entry], list[str]]
     for task, by_model in cards.items():
         groups: dict[tuple, list[str]] = {}
         for model, c in by_model.items():
-            key = tuple(json.dumps((c or {}).get(f), sort_keys=True) for f in METRIC_FIELDS) if c else ("no card",)
+            key = tuple(json.dumps((c or {}).get(f), sort_keys=True) for f in COMPARED_FIELDS) if c else ("no card",)
             groups.setdefault(key, []).append(model)
         if len(groups) < 2:
             continue
         known = [by_model[models[0]] for models in groups.values() if by_model[models[0]]]
-        fields = sorted({f for a in known for b in known for f in differences(a, b)}, key=METRIC_FIELDS.index)
+        fields = sorted({f for a in known for b in known for f in differences(a, b)}, key=COMPARED_FIELDS.index)
         for models in groups.values():
             c = by_model[models[0]]
             label = ", ".join(f"{f}={_short((c or {}).get(f))}" for f in fields) if c else "no metric card"

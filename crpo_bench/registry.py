@@ -108,16 +108,16 @@ def leaderboard_columns() -> tuple[str, ...]:
     return tuple(f for m in REGISTRY.values() for f in m.leaderboard)
 
 
+# Passes whose answer-scope metrics tasks take from their corpus scoring rather than per
+# answer (dsi comes with novelty; n-gram diversity is reported for the corpus).
+CORPUS_PASSES = ("embedding", "ngrams")
+
+
 def answer_metrics(kind: str, available: set[str]) -> tuple[str, ...]:
     """Scorer metrics of answer scope that a task of `kind` averages over its answers."""
     return tuple(m.name for m in REGISTRY.values()
                  if m.scorer and m.scope == "answer" and kind in m.reported_by and set(m.needs) <= available
-                 and m.name not in CORPUS_PASS_ANSWER_METRICS)
-
-
-# Answer-scope metrics that tasks take from the corpus pass rather than per answer (dsi is
-# computed with novelty; n-gram diversity is reported for the corpus).
-CORPUS_PASS_ANSWER_METRICS = ("dsi", "ngram_diversity")
+                 and m.computed_by not in CORPUS_PASSES)
 
 
 # --- the built-in metrics (docs: metrics-spec; order = leaderboard column order) -----------

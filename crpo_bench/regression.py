@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .card import METRIC_FIELDS, differences
-from .jsonl import InputError
+from .card import COMPARED_FIELDS, differences
+from .jsonl import InputError, non_finite_field
 from .leaderboard import Entry, shown
 
 DEFAULT_TOLERANCE = {"abs": 1e-6, "rel": 0.02}
@@ -146,18 +146,6 @@ def _metrics(path: Path, metrics) -> dict:
     return metrics
 
 
-def _non_finite(value, field: str):
-    """(field, value) of the first NaN or infinite number inside `value`, else None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return field, value
-    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for name, child in children:
-        found = _non_finite(child, f"{field}.{name}")
-        if found:
-            return found
-    return None
-
-
 def _cards(path: Path, cards) -> dict:
     """MODEL/TASK -> metric card: a non-empty object whose metric fields are plain JSON values."""
     _object(path, "cards", cards, "an object of MODEL/TASK -> metric card")
@@ -168,13 +156,13 @@ def _cards(path: Path, cards) -> dict:
         _object(path, where, card, "an object (a metric card)")
         if not card:  # differences() skips an empty card: the settings check would be off in silence
             _fail(path, where, "is empty (remove the entry to compare without a card)")
-        for name in METRIC_FIELDS:
+        for name in COMPARED_FIELDS:
             value = card.get(name)
             if isinstance(value, (dict, list)):
                 _fail(path, f"{where}.{name}", f"expected a string, number, true/false or null, got {shown(value)}")
-        found = _non_finite(card, where)
+        found = non_finite_field(card, where)
         if found:
-            _fail(path, found[0], f"expected a finite number, got {shown(found[1])}")
+            _fail(path, found[0], f"expected a finite number, got {found[1]}")
     return cards
 
 

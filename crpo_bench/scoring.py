@@ -127,8 +127,8 @@ def check_metrics(metrics: Sequence[str], config: ScoringConfig) -> tuple[str, .
     unknown = [m for m in metrics if m not in known]
     if unknown:
         raise ValueError(f"unknown metric(s) {unknown}; available: {', '.join(known)}")
-    if any("reward_model" in registry.REGISTRY[m].needs for m in metrics) and not config.reward_model:
-        needing = [m for m in metrics if "reward_model" in registry.REGISTRY[m].needs]
+    needing = [m for m in metrics if "reward_model" in registry.REGISTRY[m].needs]
+    if needing and not config.reward_model:
         raise ValueError(f"metric {needing[0]!r} needs a reward model (--reward-model NAME_OR_FOLDER)")
     return tuple(dict.fromkeys(metrics))
 
@@ -155,6 +155,7 @@ class Scorer:
         self._embedder = embedder  # an injected Embedder (tests, benchmarks)
         self._cache = None
         self._memory: dict[str, np.ndarray] = {}  # this scorer's embeddings, for repeated calls
+        self._originality_scorer: Scorer | None = None  # in the originality model's embedding space
 
     @property
     def embedder(self):
@@ -310,7 +311,7 @@ class Scorer:
         mine = self.config.embedder or models.DEFAULT_EMBEDDER
         if mine == trained_on or {mine, trained_on} <= models.EMBEDDER_ALIASES:
             return a, p
-        if getattr(self, "_originality_scorer", None) is None:
+        if self._originality_scorer is None:
             self._originality_scorer = Scorer(dataclasses.replace(self.config, embedder=trained_on))
         side = self._originality_scorer
         return (side.embed(responses, "embedding texts", self.config.text_batch_size),
