@@ -107,14 +107,20 @@ def fresh(work: Path, name: str) -> Path:
     return folder
 
 
-@FUZZ
-@given(data=files(["response", "prompt", "task", "item", "id"]))  # response first: plausible rows have it
-def test_score_survives_any_input(work, data):
-    tmp = fresh(work, "score")
-    src = tmp / "in.jsonl"
+def input_and_out(work: Path, name: str, filename: str, data: bytes) -> tuple[Path, Path, Path]:
+    """A fresh case folder with the input file written and an empty output folder."""
+    tmp = fresh(work, name)
+    src = tmp / filename
     src.write_bytes(data)
     out = tmp / "out"
     out.mkdir()
+    return tmp, src, out
+
+
+@FUZZ
+@given(data=files(["response", "prompt", "task", "item", "id"]))  # response first: plausible rows have it
+def test_score_survives_any_input(work, data):
+    tmp, src, out = input_and_out(work, "score", "in.jsonl", data)
     run_guarded(tmp, src, out, lambda: crpo_bench(["score", str(src), "-o", str(out / "s.jsonl"), "--metrics",
                                                    "ngram_diversity", "--quiet"]))
     if (out / "s.jsonl").exists():  # whatever was written is strict JSON
@@ -126,11 +132,7 @@ def test_score_survives_any_input(work, data):
 @FUZZ
 @given(data=files(["TasksNamesFull", "Prompt", "Response", "facsco_grm_scaled", "Set", "Language", "Dataset"], 5))
 def test_crpo_train_pairs_survives_any_input(work, data):
-    tmp = fresh(work, "pairs")
-    src = tmp / "muce.jsonl"
-    src.write_bytes(data)
-    out = tmp / "out"
-    out.mkdir()
+    tmp, src, out = input_and_out(work, "pairs", "muce.jsonl", data)
     run_guarded(tmp, src, out, lambda: crpo_train(["pairs", "--data", str(src), "--out", str(out / "pairs")]))
 
 
