@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .. import muce
 from ..muce_prompts import user_prompt
+from .settings import muce_template
 
 log = logging.getLogger("crpo_bench.lmeval")
 
@@ -58,7 +59,7 @@ def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | 
     muce_task = muce.task_slug(muce_task)
     source = muce_data or os.environ.get("CRPO_MUCE_DATA")
     config = muce_config or os.environ.get("CRPO_MUCE_CONFIG")
-    template = template or os.environ.get("CRPO_MUCE_TEMPLATE") or "default"
+    template = muce_template(template)
     limit = prompts_per_task or os.environ.get("CRPO_PROMPTS_PER_TASK")
     rows = muce.load_rows(source, splits=muce.HELDOUT_SPLITS, config=config)
     docs = heldout_documents(rows, muce_task, template, int(limit) if limit else None)

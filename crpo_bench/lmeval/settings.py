@@ -52,6 +52,11 @@ def resolve_settings(metadata: dict, kind: str = registry.MUCE) -> dict:
     return settings
 
 
+def muce_template(given: str | None) -> str:
+    """The evaluation template of a MuCE task: metadata, else CRPO_MUCE_TEMPLATE, else default."""
+    return given or os.environ.get("CRPO_MUCE_TEMPLATE") or "default"
+
+
 def scorer_config(settings: dict) -> ScoringConfig:
     """The ScoringConfig of resolved settings: the profile, with the models they name winning
     (`reward_model` is already the profile's resolved choice; None means no reward model)."""
@@ -86,6 +91,6 @@ def task_card(settings: dict, metadata: dict, repeats: int) -> dict:
     if settings["kind"] == registry.NOVELTYBENCH:
         protocol["equivalence"] = settings["equivalence"]
     else:
-        protocol["template"] = metadata.get("template") or os.environ.get("CRPO_MUCE_TEMPLATE") or "default"
+        protocol["template"] = muce_template(metadata.get("template"))
     surprise = settings["lm"] != "none" and settings["kind"] == registry.MUCE
     return metric_card(scorer_config(settings), surprise=surprise, **protocol)
