@@ -101,7 +101,7 @@ def metric_card(config, surprise: bool = True, **protocol) -> dict:
     (corpus, samples_per_prompt, template, ...)."""
     embedder, embedder_fp = _embedder(config.embedder)
     lm, lm_fp = _lm(config.lm) if surprise else (None, None)
-    originality = str(Path(config.originality_model or models.DEFAULT_ORIGINALITY_MODEL).resolve())
+    originality = str(models.originality_model_path(config.originality_model).resolve())
     card = {
         "profile": None,  # the name the settings came from (informational; the fields below decide)
         "embedder": embedder, "embedder_fingerprint": embedder_fp,

@@ -28,8 +28,11 @@ from .jsonl import write_folder_atomic
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_LM = "HuggingFaceTB/SmolLM2-135M-Instruct"
-# trained by `crpo-bench originality train` on ../shared/data/ocsai1/alltests_train.jsonl
-DEFAULT_ORIGINALITY_MODEL = Path(__file__).parent / "artifacts" / "originality-minilm-v2"
+# trained by `crpo-bench originality train` on ../shared/data/ocsai1/alltests_train.jsonl;
+# every packaged version stays available by name (`--originality-model v2`)
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ORIGINALITY_MODELS = {"v2": "originality-minilm-v2", "v3": "originality-minilm-v3"}
+DEFAULT_ORIGINALITY_MODEL = ARTIFACTS / ORIGINALITY_MODELS["v3"]
 
 EMBEDDER_ALIASES = {"default", "minilm", "all-MiniLM-L6-v2", DEFAULT_EMBEDDER}
 LM_ALIASES = {"default", "smollm2", "SmolLM2-135M-Instruct", DEFAULT_LM}
@@ -283,6 +286,18 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
 
         write_folder_atomic(target, write)  # a crash never leaves half a model
         bar.update()
+
+
+def originality_model_path(name: str | Path | None = None) -> Path:
+    """A trained originality model's folder: a path, or a packaged model's name (v2, v3, or
+    its folder name, e.g. originality-minilm-v2); None is the default (v3)."""
+    if name is None:
+        return DEFAULT_ORIGINALITY_MODEL
+    name = str(name)
+    packaged = ORIGINALITY_MODELS.get(name, name)
+    if packaged in ORIGINALITY_MODELS.values() and not Path(name).exists():
+        return ARTIFACTS / packaged
+    return Path(name)
 
 
 def causal_lm_path(name: str | None = None) -> str:

@@ -146,7 +146,7 @@ _load_reward_model = functools.lru_cache(maxsize=2)(models.load_reward_model)
 
 @functools.lru_cache(maxsize=2)
 def _load_originality(folder: str | None):
-    return originality.OriginalityModel.load(folder or models.DEFAULT_ORIGINALITY_MODEL)
+    return originality.OriginalityModel.load(models.originality_model_path(folder))
 
 
 class Scorer:
@@ -299,8 +299,7 @@ class Scorer:
             a, p = self._originality_inputs(model, list(responses), list(items), a, p)
             n_words = [len(text.word_sequence(r, "regex")) for r in responses]  # as in its training
             slugs = [muce.task_slug(t.removeprefix("muce_"), strict=False) if t else "" for t in tasks]
-            X = originality.features(a, p, slugs, model.task_names, n_words)
-            for row, kind, value in zip(rows, kinds, model.predict(X)):
+            for row, kind, value in zip(rows, kinds, model.score(a, p, slugs, list(items), n_words)):
                 row["originality"] = originality.SCORE_RANGE[0] if kind in text.WORDLESS else float(value)
 
     def _originality_inputs(self, model, responses, items, a, p):

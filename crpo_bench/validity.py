@@ -42,14 +42,21 @@ def within_item(x, y, items, method: str) -> float:
 def validity(scores, human, items, iters: int = 1000, seed: int = 0) -> dict:
     """{"spearman", "pearson", "spearman_within", "pearson_within"}: (estimate, low, high), 95% CI.
 
-    Overall correlations resample answers; within-item means resample items (whole groups).
+    Every interval resamples whole items: the answers to one item share its difficulty and
+    its raters, so they are not independent draws. Overall correlations pool the drawn
+    items' answers; within-item means average the drawn items' own correlations.
     """
     scores, human, items = np.asarray(scores, dtype=float), np.asarray(human, dtype=float), list(items)
     rng = np.random.default_rng(seed)
+    groups = defaultdict(list)
+    for k, item in enumerate(items):
+        groups[item].append(k)
+    members = [np.array(idx) for idx in groups.values()]
     out = {}
     for method in ("spearman", "pearson"):
         draws = [correlation(scores[k], human[k], method) for k in
-                 (rng.integers(0, len(scores), len(scores)) for _ in range(iters))]
+                 (np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+                  for _ in range(iters))]
         out[method] = (correlation(scores, human, method), *np.nanpercentile(draws, [2.5, 97.5]))
     for method in ("spearman", "pearson"):
         # resampling whole items: each drawn item brings its own fixed correlation

@@ -40,7 +40,7 @@ def test_read_rated_accepts_ocsai_and_muce_files(tmp_path):
 
 def test_train_save_load_round_trip_gives_identical_predictions(tmp_path, embedder, isolated_cache):
     scorer = Scorer(ScoringConfig(cache_path=isolated_cache), embedder=embedder)
-    model = train(rated_rows(), rated_rows(), scorer, ridge=1.0, data_name="fixture")
+    model = train(rated_rows(), rated_rows(), scorer, ridge=1.0, data_name="fixture", method="ridge")
     model.save(tmp_path / "model")
     loaded = OriginalityModel.load(tmp_path / "model")
     answers = [a for answers in ANSWERS.values() for a, _ in answers]
@@ -68,7 +68,7 @@ def test_packaged_model_and_degenerate_answers(embedder, isolated_cache):
     rows = scorer.score(answers, items=["brick"] * 5, tasks=["aut"] * 5, metrics=["originality"]).rows
     values = [r["originality"] for r in rows]
     assert values[2:4] == [10.0, 10.0]  # no words: the lowest score on the scale
-    assert values[0] > values[1] > 10.0  # the packaged model prefers the unusual use
+    assert values[0] > values[1] >= 10.0  # the packaged model prefers the unusual use
     assert values[0] > values[4] > 10.0  # a one-word answer is an answer: the model rates it
     assert scorer.score(["a b"], metrics=["originality"], items=["x"]).rows[0]["originality"] >= 10.0
 

@@ -16,7 +16,10 @@ def add_parser(subparsers) -> None:
     t.add_argument("--data", required=True, help="training data (ocsai file, MuCE-schema file, or 'hub')")
     t.add_argument("--val", help="held-out data for the card's agreement figures (same formats; 'hub' = val split)")
     t.add_argument("--out", required=True, type=Path, help="output folder")
-    t.add_argument("--ridge", type=float, default=10.0)
+    t.add_argument("--method", choices=("memory", "ridge"), default="memory",
+                   help="memory (v3, default): v2's features plus the ratings of the nearest rated answers to the same "
+                        "item; ridge (v2): ridge regression on embedding features only")
+    t.add_argument("--ridge", type=float, help="ridge strength (default: chosen by 5-fold cross-validation on --data)")
     t.add_argument("--embedder", help="sentence embedder (default: packaged all-MiniLM-L6-v2)")
 
 
@@ -29,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     train_rows = muce.read_rated(args.data, "train" if args.data == "hub" else None)
     val_rows = muce.read_rated(args.val, "val" if args.val == "hub" else None) if args.val else None
     scorer = Scorer(ScoringConfig(embedder=args.embedder, progress=True))
-    model = train(train_rows, val_rows, scorer, ridge=args.ridge, data_name=Path(args.data).name)
+    model = train(train_rows, val_rows, scorer, ridge=args.ridge, data_name=Path(args.data).name,
+                  method=args.method)
     model.save(args.out)
     print(json.dumps(model.card, indent=1))
     return 0

@@ -23,7 +23,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--iters", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--embedder")
     p.add_argument("--lm")
-    p.add_argument("--originality-model", help="folder of a trained originality model (default: packaged)")
+    p.add_argument("--originality-model", nargs="+", metavar="MODEL",
+                   help="trained originality model(s): a folder or a packaged name (v2, v3; default v3). Two or more "
+                        "are compared in one table, one row each")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,28 +40,52 @@ def run(args: argparse.Namespace) -> int:
     items = [str(r["Prompt"]) for r in rows]
     tasks = [muce.task_slug(str(r["TasksNamesFull"])) for r in rows]
     human = [r["facsco_grm_scaled"] for r in rows]
-    scorer = Scorer(ScoringConfig(embedder=args.embedder, lm=args.lm, originality_model=args.originality_model,
-                                  progress=True))
-    metrics = [m for m in args.scorers if m != "length"]
+    originality_models = args.originality_model or [None]
     prompts = task_instructions(rows)
-    # corpus = the answers to one item of one task, as in the paper's per-prompt scope
-    result = scorer.score(answers, corpus_ids=list(zip(tasks, items)), prompts=prompts, metrics=metrics,
-                          items=items, tasks=tasks)
-    columns = {m: [row[registry.REGISTRY[m].fields[0]] for row in result.rows] for m in metrics}
+    columns = {}
+    for k, model in enumerate(originality_models):
+        scorer = Scorer(ScoringConfig(embedder=args.embedder, lm=args.lm, originality_model=model, progress=True))
+        # the other scorers do not depend on the originality model: scored with the first one only
+        metrics = [m for m in args.scorers if m != "length" and (k == 0 or m == "originality")]
+        # corpus = the answers to one item of one task, as in the paper's per-prompt scope
+        result = scorer.score(answers, corpus_ids=list(zip(tasks, items)), prompts=prompts, metrics=metrics,
+                              items=items, tasks=tasks)
+        for m in metrics:
+            name = f"{m}[{model}]" if m == "originality" and len(originality_models) > 1 else m
+            columns[name] = [row[registry.REGISTRY[m].fields[0]] for row in result.rows]
     if "length" in args.scorers:
         columns["length"] = [len(text.word_sequence(a)) for a in answers]
+    names = [n for m in args.scorers for n in columns if n == m or n.startswith(f"{m}[")]
 
-    table, stats = [], {}
-    for name in args.scorers:
-        keep = [k for k, v in enumerate(columns[name]) if v is not None]
-        stats[name] = validity([columns[name][k] for k in keep], [human[k] for k in keep],
-                               [(tasks[k], items[k]) for k in keep], iters=args.iters)
-        table.append([name, *(f"{e:+.3f} [{lo:+.3f}, {hi:+.3f}]" for e, lo, hi in stats[name].values())])
-    print(f"{len(rows)} human-rated answers from {args.data}, {len(set(zip(tasks, items)))} items; 95% bootstrap CIs")
-    print(tabulate(table, headers=["scorer", "Spearman", "Pearson", "Spearman within item", "Pearson within item"]))
+    def agreement(keep_row) -> dict:
+        out = {}
+        for name in names:
+            keep = [k for k, v in enumerate(columns[name]) if v is not None and keep_row(k)]
+            out[name] = validity([columns[name][k] for k in keep], [human[k] for k in keep],
+                                 [(tasks[k], items[k]) for k in keep], iters=args.iters)
+        return out
+
+    stats = agreement(lambda k: True)
+    print(f"{len(rows)} human-rated answers from {args.data}, {len(set(zip(tasks, items)))} items; "
+          "95% bootstrap CIs over items")
+    print(tabulate([[n, *(interval(v) for v in stats[n].values())] for n in names],
+                   headers=["scorer", "Spearman", "Pearson", "Spearman within item", "Pearson within item"]))
+    by_task = []
+    for task in sorted(set(tasks)):
+        per_task = agreement(lambda k: tasks[k] == task)
+        n_items = len({items[k] for k in range(len(rows)) if tasks[k] == task})
+        by_task += [[task, f"{tasks.count(task)} / {n_items}", n, interval(per_task[n]["spearman"]),
+                     interval(per_task[n]["spearman_within"])] for n in names]
+    print("\nper task type")
+    print(tabulate(by_task, headers=["task", "answers / items", "scorer", "Spearman", "Spearman within item"]))
     plot(stats, args.plot)
     print(f"plot: {args.plot}")
     return 0
+
+
+def interval(value: tuple) -> str:
+    estimate, low, high = value
+    return f"{estimate:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
 def plot(stats: dict, path: Path) -> None:

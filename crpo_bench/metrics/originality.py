@@ -1,4 +1,5 @@
-"""Originality learned from human ratings: ridge regression on frozen sentence embeddings.
+"""Originality learned from human ratings: ridge regression on frozen sentence embeddings,
+and (v3) on the ratings of the nearest rated answers to the same item (rated_memory.py).
 
 Features of an answer a to item p of task t (unit embeddings e_a, e_p):
     [e_a, e_a * e_p, one-hot(t), log(1 + words), 1 - cos(e_a, e_p)]
@@ -6,6 +7,10 @@ e_a says what the answer is about; the elementwise product says how it relates t
 item (the same answer is ordinary for one object and original for another); the task
 one-hot and length carry what raters reward regardless of content. The model predicts
 the human score on MuCE's 10-50 scale. Ridge in closed form: deterministic, seconds to fit.
+
+A model with a memory of rated answers (v3) has a second ridge head on the features above
+plus the memory's neighbour features; it scores the answers to items the memory holds, and
+the first head scores the rest (items and tasks nobody rated).
 """
 
 from __future__ import annotations
@@ -16,7 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
+from .rated_memory import RatedMemory
+
+FORMAT_VERSION = 2  # 1: one ridge head; 2: optionally a memory of rated answers and its head
+READABLE_FORMATS = (1, 2)
 SCORE_RANGE = (10.0, 50.0)
 
 
@@ -37,6 +45,8 @@ class OriginalityModel:
     weights: np.ndarray
     intercept: float
     card: dict = field(default_factory=dict)
+    memory: RatedMemory | None = None
+    with_memory: OriginalityModel | None = None  # the head on [features, memory features]
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, task_names: list[str], ridge: float = 10.0) -> OriginalityModel:
@@ -50,11 +60,26 @@ class OriginalityModel:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.clip(((X - self.mean) / self.scale) @ self.weights + self.intercept, *SCORE_RANGE)
 
+    def score(self, answer_vectors, item_vectors, tasks: list[str], items: list[str], n_words) -> np.ndarray:
+        """Predicted human scores; answers to items in the memory by the memory head."""
+        X = features(answer_vectors, item_vectors, tasks, self.task_names, n_words)
+        out = self.predict(X)
+        if self.memory is not None:
+            M, known = self.memory.features(answer_vectors, tasks, items)
+            if known.any():
+                out[known] = self.with_memory.predict(np.hstack([X[known], M[known]]))
+        return out
+
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / "weights.npz", mean=self.mean, scale=self.scale, weights=self.weights,
-                 intercept=np.array(self.intercept))
+        heads = {"": self, **({"memory_": self.with_memory} if self.memory is not None else {})}
+        np.savez(folder / "weights.npz", **{f"{prefix}{name}": value for prefix, head in heads.items()
+                                            for name, value in (("mean", head.mean), ("scale", head.scale),
+                                                                ("weights", head.weights),
+                                                                ("intercept", np.array(head.intercept)))})
+        if self.memory is not None:
+            self.memory.save(folder / "memory.npz")
         card = {**self.card, "format_version": FORMAT_VERSION, "task_names": self.task_names}
         (folder / "card.json").write_text(json.dumps(card, indent=1))
 
@@ -64,9 +89,15 @@ class OriginalityModel:
         if not (folder / "card.json").is_file() or not (folder / "weights.npz").is_file():
             raise FileNotFoundError(f"{folder} is not an originality model (needs card.json and weights.npz)")
         card = json.loads((folder / "card.json").read_text())
-        if card.get("format_version") != FORMAT_VERSION:
+        if card.get("format_version") not in READABLE_FORMATS:
             raise ValueError(f"{folder}: originality model format {card.get('format_version')}, "
-                             f"this crpo-bench reads format {FORMAT_VERSION}")
+                             f"this crpo-bench reads formats {', '.join(map(str, READABLE_FORMATS))}")
         arrays = np.load(folder / "weights.npz")
-        return cls(card["task_names"], arrays["mean"], arrays["scale"], arrays["weights"],
-                   float(arrays["intercept"]), card)
+        head = lambda prefix: cls(card["task_names"], arrays[f"{prefix}mean"], arrays[f"{prefix}scale"],
+                                  arrays[f"{prefix}weights"], float(arrays[f"{prefix}intercept"]), card)
+        model = head("")
+        if card.get("memory"):
+            if not (folder / "memory.npz").is_file():
+                raise FileNotFoundError(f"{folder}: the card names a memory of rated answers, but memory.npz is missing")
+            model.memory, model.with_memory = RatedMemory.load(folder / "memory.npz"), head("memory_")
+        return model
