@@ -262,6 +262,14 @@ def interval(effect: dict, digits: int = 3) -> str:
     return f"{effect['diff']:+.{digits}f} [{effect['low']:+.{digits}f}, {effect['high']:+.{digits}f}]{mark}"
 
 
+def verdict(effect: dict) -> str:
+    from crpo_bench.effects import beyond_interval
+
+    if not beyond_interval(effect):
+        return f"not beyond the interval ({interval(effect)})"
+    return f"{'up' if effect['diff'] > 0 else 'down'} beyond the interval ({interval(effect)})"
+
+
 def markdown(stats: dict, run: dict) -> str:
     from tabulate import tabulate
 
@@ -277,6 +285,11 @@ def markdown(stats: dict, run: dict) -> str:
             rows.append([model, *(f"**{interval(per[k])}**" if k in targets(model) else interval(per[k])
                                   for k in METRICS)])
         lines += [tabulate(rows, headers=["model", *METRICS], tablefmt="github", disable_numparse=True), ""]
+    lines += ["## Did each CrPO variant move its own target dimensions, compared with DPO?", ""]
+    for model, per in stats["versus"]["dpo"].items():
+        if targets(model):
+            lines.append(f"- {model}: " + "; ".join(f"{k} {verdict(per[k])}" for k in targets(model)) + ".")
+    lines += [""]
     lines += ["## Means per model", "",
               tabulate([[m, *(f"{per[k]:.3f}" for k in METRICS)] for m, per in stats["means"].items()],
                        headers=["model", *METRICS], tablefmt="github", disable_numparse=True), ""]
@@ -334,7 +347,7 @@ def report(work: Path, out: Path, run: dict) -> dict:
 def estimate(stage: str, scale: Scale) -> float:
     """Rough seconds a stage takes on 2 CPU cores (for the progress bar's time left)."""
     models, items = len(VARIANTS) + 1, len(scale.tasks) * scale.items_per_task
-    return {"pairs": 10, "score": 15 * scale.max_prompts, "evaluate": 30 + models * items * scale.max_gen_toks * 0.15,
+    return {"pairs": 10, "score": 100 * scale.max_prompts,  # mostly surprise: ~5 answers/s "evaluate": 30 + models * items * scale.max_gen_toks * 0.15,
             "items": 10 + models * items, "mechanism": 10 + models * scale.heldout_pairs * 0.15,
             }.get(stage, 15 + 9 * scale.steps * scale.batch / 8)  # a training: ~9 s per step of 8 pairs
 
