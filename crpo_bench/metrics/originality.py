@@ -16,6 +16,8 @@ the first head scores the rest (items and tasks nobody rated).
 from __future__ import annotations
 
 import json
+import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,16 +90,33 @@ class OriginalityModel:
         folder = Path(folder)
         if not (folder / "card.json").is_file() or not (folder / "weights.npz").is_file():
             raise FileNotFoundError(f"{folder} is not an originality model (needs card.json and weights.npz)")
-        card = json.loads((folder / "card.json").read_text())
-        if card.get("format_version") not in READABLE_FORMATS:
-            raise ValueError(f"{folder}: originality model format {card.get('format_version')}, "
+        try:
+            card = json.loads((folder / "card.json").read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{folder / 'card.json'}: not a readable card ({err})") from None
+        if not isinstance(card, dict) or card.get("format_version") not in READABLE_FORMATS:
+            version = card.get("format_version") if isinstance(card, dict) else None
+            raise ValueError(f"{folder}: originality model format {version}, "
                              f"this crpo-bench reads formats {', '.join(map(str, READABLE_FORMATS))}")
-        arrays = np.load(folder / "weights.npz")
-        head = lambda prefix: cls(card["task_names"], arrays[f"{prefix}mean"], arrays[f"{prefix}scale"],
-                                  arrays[f"{prefix}weights"], float(arrays[f"{prefix}intercept"]), card)
-        model = head("")
+        if card.get("memory") and not (folder / "memory.npz").is_file():
+            raise FileNotFoundError(f"{folder}: the card names a memory of rated answers, but memory.npz is missing")
+        with _readable(folder / "weights.npz"):
+            arrays = dict(np.load(folder / "weights.npz"))
+            head = lambda prefix: cls(card["task_names"], arrays[f"{prefix}mean"], arrays[f"{prefix}scale"],
+                                      arrays[f"{prefix}weights"], float(arrays[f"{prefix}intercept"]), card)
+            model = head("")
+            if card.get("memory"):
+                model.with_memory = head("memory_")
         if card.get("memory"):
-            if not (folder / "memory.npz").is_file():
-                raise FileNotFoundError(f"{folder}: the card names a memory of rated answers, but memory.npz is missing")
-            model.memory, model.with_memory = RatedMemory.load(folder / "memory.npz"), head("memory_")
+            with _readable(folder / "memory.npz"):
+                model.memory = RatedMemory.load(folder / "memory.npz")
         return model
+
+
+@contextmanager
+def _readable(path: Path):
+    """A damaged or foreign array file is an error that names it, not a zipfile traceback."""
+    try:
+        yield
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path}: not a readable originality model file ({type(err).__name__}: {err})") from None

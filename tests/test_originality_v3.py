@@ -1,0 +1,143 @@
+"""Originality v3: the memory of rated answers, the packaged artifact, v2 by name, and
+retraining that reproduces the packaged model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from crpo_bench import Scorer, ScoringConfig, models, muce
+from crpo_bench.metrics import rated_memory
+from crpo_bench.metrics.originality import OriginalityModel, features
+from crpo_bench.metrics.rated_memory import RatedMemory, item_key
+from crpo_bench.originality_training import train
+
+from test_originality import rated_rows
+
+V2, V3 = models.ARTIFACTS / "originality-minilm-v2", models.ARTIFACTS / "originality-minilm-v3"
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_memory_features_equal_a_brute_force_recomputation():
+    rng = np.random.default_rng(0)
+    vectors = unit(rng.normal(size=(14, 24)))
+    scores = rng.uniform(10, 50, 14)
+    tasks = ["aut"] * 9 + ["instances"] * 5
+    items = ["Brick"] * 6 + ["shoe"] * 3 + ["round"] * 5
+    memory, position = RatedMemory.build(vectors, scores, tasks, items, dimensions=8)
+    queries = unit(rng.normal(size=(3, 24)))
+    got, known = memory.features(np.vstack([queries, vectors[:2]]), ["aut", "aut", "instances", "aut", "aut"],
+                                 [" brick ", "pebble", "ROUND", "Brick", "Brick"],
+                                 exclude=np.array([-1, -1, -1, position[0], position[1]]))
+    assert known.tolist() == [True, False, True, True, True]  # no rated answer to a pebble
+
+    # by hand: project on the stored basis, quantise, renormalise, compare with each rated answer
+    def codes(v):
+        p = v @ memory.basis.astype(np.float64)
+        return unit(np.round(unit(p) * 127))
+
+    def brute(query, members):
+        cos = np.array([codes(query) @ codes(vectors[j]) for j in members])
+        s = scores[members]
+        order = sorted(range(len(members)), key=lambda k: -cos[k])
+        w = np.exp(cos / rated_memory.TEMPERATURE)
+        return [np.mean(s[order[:5]]), np.mean(s[order[:20]]), (w * s).sum() / w.sum(), cos.max(), cos.mean(),
+                np.mean(cos > rated_memory.NEAR), s.mean(), np.log(len(members))]
+
+    brick, rounds = list(range(6)), list(range(9, 14))
+    expected = [brute(queries[0], brick), brute(queries[2], rounds),
+                brute(vectors[0], [j for j in brick if j != 0]), brute(vectors[1], [j for j in brick if j != 1])]
+    assert got[[0, 2, 3, 4]] == pytest.approx(np.array(expected), abs=1e-5)
+    assert not got[1].any()
+
+
+def test_item_keys_ignore_case_and_spacing_but_not_the_task():
+    assert item_key("aut", "  Paper   Clip ") == item_key("aut", "paper clip") != item_key("instances", "paper clip")
+
+
+def test_a_memory_model_round_trips_and_scores_unrated_items_with_the_plain_head(tmp_path, embedder, isolated_cache):
+    scorer = Scorer(ScoringConfig(cache_path=isolated_cache), embedder=embedder)
+    model = train(rated_rows(), None, scorer, ridge=1.0, data_name="fixture", method="memory")
+    model.save(tmp_path / "m")
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert card["memory"]["answers"] == 12 and card["memory"]["items"] == 2 and card["format_version"] == 2
+    answers = ["a doorstop for the garden gate", "a boat for a mouse", "a doorstop for the garden gate"]
+    items, tasks = ["brick", "shoe", "pebble"], ["aut"] * 3
+    rows = Scorer(ScoringConfig(cache_path=isolated_cache, originality_model=str(tmp_path / "m")),
+                  embedder=embedder).score(answers, items=items, tasks=tasks, metrics=["originality"]).rows
+    a, p = embedder.encode(answers), embedder.encode(items)
+    n_words = [len(x.split()) for x in answers]
+    X = features(a, p, tasks, model.task_names, n_words)
+    M, known = model.memory.features(a, tasks, items)
+    assert known.tolist() == [True, True, False]
+    expected = [*model.with_memory.predict(np.hstack([X, M])[:2]), model.predict(X[2:])[0]]
+    assert [r["originality"] for r in rows] == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_packaged_v3_loads_offline_and_scores_deterministically(embedder):
+    card = json.loads((V3 / "card.json").read_text())
+    assert card["memory"]["answers"] == 30246 and card["validation"]["spearman"] >= 0.80
+    assert sum(f.stat().st_size for f in V3.iterdir()) <= 10 * 2**20  # the 10 MB budget
+    answers = ["grind it into red pigment for a cave painting", "build a wall", "a tiny bed for a hamster"]
+    score = lambda: [r["originality"] for r in Scorer(ScoringConfig(cache_path=None), embedder=embedder).score(
+        answers, items=["brick"] * 3, tasks=["aut"] * 3, metrics=["originality"]).rows]
+    first = score()
+    assert first == score() and first[0] > first[1]
+    assert models.originality_model_path(None) == V3 == models.originality_model_path("v3")
+
+
+def test_v2_stays_available_by_name(embedder, isolated_cache):
+    answers, items = ["a boat for a mouse", "wear it on your foot"], ["shoe", "shoe"]
+    v2 = OriginalityModel.load(V2)
+    a, p = embedder.encode(answers), embedder.encode(items)
+    direct = v2.predict(features(a, p, ["aut", "aut"], v2.task_names, [5, 5]))
+    for name in ("v2", "originality-minilm-v2", str(V2)):
+        rows = Scorer(ScoringConfig(cache_path=isolated_cache, originality_model=name), embedder=embedder).score(
+            answers, items=items, tasks=["aut", "aut"], metrics=["originality"]).rows
+        assert [r["originality"] for r in rows] == pytest.approx(direct.tolist(), abs=1e-4)  # float32 batches
+
+
+def test_bad_or_missing_artifacts_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="v9 is not an originality model"):
+        OriginalityModel.load(models.originality_model_path("v9"))
+    broken = tmp_path / "v3-copy"
+    shutil.copytree(V3, broken)
+    (broken / "memory.npz").unlink()
+    with pytest.raises(FileNotFoundError, match="memory.npz is missing"):
+        OriginalityModel.load(broken)
+    shutil.copy(V3 / "memory.npz", broken / "memory.npz")
+    (broken / "weights.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match=r"weights.npz: not a readable originality model file"):
+        OriginalityModel.load(broken)
+    shutil.copy(V3 / "weights.npz", broken / "weights.npz")
+    (broken / "memory.npz").write_bytes((V3 / "memory.npz").read_bytes()[:1000])  # truncated
+    with pytest.raises(ValueError, match=r"memory.npz: not a readable originality model file"):
+        OriginalityModel.load(broken)
+    (broken / "card.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"card.json: not a readable card"):
+        OriginalityModel.load(broken)
+
+
+def test_retraining_reproduces_the_packaged_v3(tmp_path, shared_data):
+    """The README's retraining command, run for real on the full training file (about 3 min
+    on one CPU thread), gives the packaged model's predictions on validation answers."""
+    out = tmp_path / "v3"
+    command = [sys.executable, "-m", "crpo_bench.cli", "originality", "train",
+               "--data", str(shared_data / "ocsai1" / "alltests_train.jsonl"), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = muce.read_rated(shared_data / "ocsai1" / "alltests_val.jsonl")[::5]
+    score = lambda folder: [r["originality"] for r in Scorer(ScoringConfig(originality_model=str(folder))).score(
+        [r["Response"] for r in rows], items=[r["Prompt"] for r in rows],
+        tasks=[muce.task_slug(r["TasksNamesFull"]) for r in rows], metrics=["originality"]).rows]
+    assert np.max(np.abs(np.array(score(out)) - np.array(score(V3)))) < 1e-4
+    retrained, packaged = (json.loads((f / "card.json").read_text()) for f in (out, V3))
+    assert retrained["memory"] == packaged["memory"] and retrained["ridge"] == packaged["ridge"]
