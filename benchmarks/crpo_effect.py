@@ -233,22 +233,38 @@ def _recipe() -> dict:
 # --- report ----------------------------------------------------------------------------------
 
 
-def statistics(items: dict, mech: dict, iters: int) -> dict:
+def statistics(items: dict, mech: dict, iters: int, trained_items: set[tuple[str, str]]) -> dict:
+    """Means, paired differences to DPO and to the base model (all items, and the items no
+    training pair was about), and the mechanism check."""
     from crpo_bench.effects import paired_correlation_difference, paired_difference
 
     models = items["models"]
     values = {m: {k: np.array([np.nan if v is None else v for v in vs]) for k, vs in per.items()}
               for m, per in models.items()}
     means = {m: {k: float(np.nanmean(v)) for k, v in per.items()} for m, per in values.items()}
+    unseen = np.array([item_key(*key) not in trained_items for key in items["items"]])
     versus = {}
-    for reference in ("dpo", "base"):
-        versus[reference] = {m: {k: paired_difference(values[m][k], values[reference][k], iters)
-                                 for k in METRICS} for m in models if m != reference}
+    for reference, keep in (("dpo", True), ("base", True), ("dpo_unseen_items", unseen)):
+        against = reference.split("_")[0]
+        versus[reference] = {m: {k: paired_difference(values[m][k][keep], values[against][k][keep], iters)
+                                 for k in METRICS} for m in models if m != against}
     checks = {v: paired_correlation_difference(mech["weights"][v], mech["margins"][v], mech["margins"]["dpo"], iters)
               for v in mech["weights"]}
     mean_margin = {v: float(np.mean(m)) for v, m in mech["margins"].items()}
-    return {"items": len(items["items"]), "means": means, "versus": versus, "mechanism": checks,
-            "mean_margin": mean_margin}
+    return {"items": len(items["items"]), "unseen_items": int(unseen.sum()), "means": means, "versus": versus,
+            "mechanism": checks, "mean_margin": mean_margin}
+
+
+def item_key(task: str, item: str) -> tuple[str, str]:
+    return task, " ".join(str(item).lower().split())
+
+
+def trained_items(work: Path) -> set[tuple[str, str]]:
+    """The (task, item) of every training pair's prompt."""
+    import datasets
+
+    train = datasets.load_from_disk(str(work / "scored"))["train"]
+    return {item_key(t, i) for t, i in zip(train["task"], train["item"])}
 
 
 def targets(variant: str) -> list[str]:
@@ -275,11 +291,14 @@ def markdown(stats: dict, run: dict) -> str:
 
     lines = [f"# CrPO effect: {stats['items']} held-out items, {run['scale']['steps']} steps x "
              f"{run['scale']['batch']} pairs per variant", "",
-             f"Commit {run['commit']}; wall time {run['total_seconds'] / 60:.0f} min on this machine. "
+             f"Stages run at commit {', '.join(sorted(set(run.get('stage_commits', {}).values())))}, report at "
+             f"{run['commit']}; wall time {run['total_seconds'] / 60:.0f} min on this machine. "
              "Differences are means over items with 95% paired bootstrap intervals over items; "
              "`*`: the interval excludes 0. A variant's own target dimensions are in **bold**.", ""]
-    for reference in ("dpo", "base"):
-        lines += [f"## Difference to {'DPO' if reference == 'dpo' else 'the base model'}", ""]
+    titles = {"dpo": "Difference to DPO", "base": "Difference to the base model",
+              "dpo_unseen_items": f"Difference to DPO on the {stats['unseen_items']} items no training pair was about"}
+    for reference, title in titles.items():
+        lines += [f"## {title}", ""]
         rows = []
         for model, per in stats["versus"][reference].items():
             rows.append([model, *(f"**{interval(per[k])}**" if k in targets(model) else interval(per[k])
@@ -334,7 +353,7 @@ def report(work: Path, out: Path, run: dict) -> dict:
 
     items = json.loads((work / "items.json").read_text())
     mech = json.loads((work / "mechanism.json").read_text())
-    stats = statistics(items, mech, run["scale"]["bootstrap"])
+    stats = statistics(items, mech, run["scale"]["bootstrap"], trained_items(work))
     out.mkdir(parents=True, exist_ok=True)
     call("leaderboard", ["crpo-bench", "leaderboard", "--results", str(work / "results"), "--out", str(out)], work)
     shutil.copytree(work / "results", out / "results", dirs_exist_ok=True)
