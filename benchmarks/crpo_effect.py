@@ -212,16 +212,11 @@ def mechanism(work: Path, scale: Scale) -> dict:
 def pair_weights(pairs, lambdas: dict[str, float]) -> list[float]:
     """Each pair's CrPO weight under `lambdas`, as the trainer computes it (crpo_strategy add;
     a missing rejected score counts 0)."""
-    from crpo_bench.training.trainer import score_columns
+    from crpo_bench.training.trainer import pair_scores, score_columns
     from crpo_bench.training.weights import crpo_weight
 
     columns = {dim: score_columns(pairs, dim) for dim in lambdas}
-    weights = []
-    for row in pairs:
-        chosen = {dim: row[c] for dim, (c, _) in columns.items()}
-        rejected = {dim: row[r] for dim, (_, r) in columns.items() if r is not None and row[r] is not None}
-        weights.append(crpo_weight(chosen, rejected, lambdas, "add"))
-    return weights
+    return [crpo_weight(*pair_scores(row, columns), lambdas, "add") for row in pairs]
 
 
 def _recipe() -> dict:
@@ -233,10 +228,11 @@ def _recipe() -> dict:
 # --- report ----------------------------------------------------------------------------------
 
 
-def statistics(items: dict, mech: dict, iters: int, trained_items: set[tuple[str, str]]) -> dict:
+def statistics(items: dict, mech: dict, iters: int, trained_items: set[str]) -> dict:
     """Means, paired differences to DPO and to the base model (all items, and the items no
     training pair was about), and the mechanism check."""
     from crpo_bench.effects import paired_correlation_difference, paired_difference
+    from crpo_bench.metrics.rated_memory import item_key
 
     models = items["models"]
     values = {m: {k: np.array([np.nan if v is None else v for v in vs]) for k, vs in per.items()}
@@ -255,13 +251,11 @@ def statistics(items: dict, mech: dict, iters: int, trained_items: set[tuple[str
             "mechanism": checks, "mean_margin": mean_margin}
 
 
-def item_key(task: str, item: str) -> tuple[str, str]:
-    return task, " ".join(str(item).lower().split())
-
-
-def trained_items(work: Path) -> set[tuple[str, str]]:
+def trained_items(work: Path) -> set[str]:
     """The (task, item) of every training pair's prompt."""
     import datasets
+
+    from crpo_bench.metrics.rated_memory import item_key
 
     train = datasets.load_from_disk(str(work / "scored"))["train"]
     return {item_key(t, i) for t, i in zip(train["task"], train["item"])}

@@ -31,16 +31,23 @@ def featurize(rows: list[dict], scorer: Scorer, task_names: list[str]) -> np.nda
 def embed(rows: list[dict], scorer: Scorer) -> tuple[np.ndarray, np.ndarray]:
     batch = scorer.config.text_batch_size
     return (scorer.embed([str(r["Response"]) for r in rows], "embedding answers", batch),
-            scorer.embed([str(r["Prompt"]) for r in rows], "embedding items", batch))
+            scorer.embed(items_of(rows), "embedding items", batch))
 
 
 def row_features(rows, answer_vectors, item_vectors, task_names) -> np.ndarray:
-    return features(answer_vectors, item_vectors, tasks_of(rows), task_names,
-                    np.array([len(text.word_sequence(str(r["Response"]))) for r in rows]))
+    return features(answer_vectors, item_vectors, tasks_of(rows), task_names, word_counts(rows))
 
 
 def tasks_of(rows: list[dict]) -> list[str]:
     return [muce.task_slug(str(r["TasksNamesFull"])) for r in rows]
+
+
+def items_of(rows: list[dict]) -> list[str]:
+    return [str(r["Prompt"]) for r in rows]
+
+
+def word_counts(rows: list[dict]) -> np.ndarray:
+    return np.array([len(text.word_sequence(str(r["Response"]))) for r in rows])
 
 
 def cross_validated_ridge(X: np.ndarray, y: np.ndarray, grid=RIDGE_GRID, folds: int = FOLDS) -> tuple[float, dict]:
@@ -66,7 +73,8 @@ def train(train_rows: list[dict], val_rows: list[dict] | None, scorer: Scorer, r
         raise ValueError(f"originality method {method!r}: choose one of {METHODS}")
     start = time.perf_counter()
     train_rows = [r for r in train_rows if text.degenerate_kind(str(r["Response"])) not in text.WORDLESS]
-    task_names = sorted(set(tasks_of(train_rows)))
+    tasks = tasks_of(train_rows)
+    task_names = sorted(set(tasks))
     y = np.array([r["facsco_grm_scaled"] for r in train_rows])
     answers, items = embed(train_rows, scorer)
     X = row_features(train_rows, answers, items, task_names)
@@ -81,10 +89,9 @@ def train(train_rows: list[dict], val_rows: list[dict] | None, scorer: Scorer, r
     if cv:
         model.card["ridge_cv_spearman"] = cv
     if method == "memory":
-        memory, position = RatedMemory.build(answers, y, tasks_of(train_rows), [str(r["Prompt"]) for r in train_rows])
+        memory, position = RatedMemory.build(answers, y, tasks, items_of(train_rows))
         # each training answer against the others of its item (leave one out), as a new answer meets them all
-        M, known = memory.features(answers, tasks_of(train_rows), [str(r["Prompt"]) for r in train_rows],
-                                   exclude=position)
+        M, known = memory.features(answers, tasks, items_of(train_rows), exclude=position)
         XM = np.hstack([X, M])[known]
         chosen_m, cv_m = (ridge, None) if ridge is not None else cross_validated_ridge(XM, y[known])
         model.memory, model.with_memory = memory, OriginalityModel.fit(XM, y[known], task_names, chosen_m)
@@ -103,8 +110,7 @@ def agreement(model: OriginalityModel, rows: list[dict], scorer: Scorer) -> dict
     """Spearman and Pearson with human scores over the answers that have words (card figures)."""
     rows = [r for r in rows if text.degenerate_kind(str(r["Response"])) not in text.WORDLESS]
     answers, items = embed(rows, scorer)
-    predicted = model.score(answers, items, tasks_of(rows), [str(r["Prompt"]) for r in rows],
-                            np.array([len(text.word_sequence(str(r["Response"]))) for r in rows]))
+    predicted = model.score(answers, items, tasks_of(rows), items_of(rows), word_counts(rows))
     human = np.array([r["facsco_grm_scaled"] for r in rows])
     return {"answers": len(rows), "spearman": round(float(stats.spearmanr(predicted, human).statistic), 4),
             "pearson": round(float(stats.pearsonr(predicted, human).statistic), 4)}

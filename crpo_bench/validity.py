@@ -23,13 +23,18 @@ def correlation(x, y, method: str) -> float:
     return float((x @ y) / np.sqrt((x @ x) * (y @ y)))
 
 
-def per_item(x, y, items, method: str) -> np.ndarray:
-    """The correlation inside each item with >= MIN_PER_ITEM answers (NaN-free)."""
+def item_groups(items) -> list[np.ndarray]:
+    """The positions of each item's answers, items in order of first appearance."""
     groups = defaultdict(list)
     for k, item in enumerate(items):
         groups[item].append(k)
+    return [np.array(idx) for idx in groups.values()]
+
+
+def per_item(x, y, items, method: str) -> np.ndarray:
+    """The correlation inside each item with >= MIN_PER_ITEM answers (NaN-free)."""
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    values = [correlation(x[idx], y[idx], method) for idx in groups.values() if len(idx) >= MIN_PER_ITEM]
+    values = [correlation(x[idx], y[idx], method) for idx in item_groups(items) if len(idx) >= MIN_PER_ITEM]
     return np.array([v for v in values if not np.isnan(v)])
 
 
@@ -48,10 +53,7 @@ def validity(scores, human, items, iters: int = 1000, seed: int = 0) -> dict:
     """
     scores, human, items = np.asarray(scores, dtype=float), np.asarray(human, dtype=float), list(items)
     rng = np.random.default_rng(seed)
-    groups = defaultdict(list)
-    for k, item in enumerate(items):
-        groups[item].append(k)
-    members = [np.array(idx) for idx in groups.values()]
+    members = item_groups(items)
     out = {}
     for method in ("spearman", "pearson"):
         draws = [correlation(scores[k], human[k], method) for k in

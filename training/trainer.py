@@ -86,6 +86,14 @@ def score_columns(dataset, dim: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def pair_scores(row: dict, columns: dict[str, tuple[str, str | None]]) -> tuple[dict, dict]:
+    """A pair's chosen and rejected score of each dimension of `columns` (from score_columns);
+    rejected holds only the scores the pair has."""
+    chosen = {dim: row[c] for dim, (c, _) in columns.items()}
+    rejected = {dim: row[r] for dim, (_, r) in columns.items() if r is not None and row[r] is not None}
+    return chosen, rejected
+
+
 def add_weights(dataset, args: CrPOConfig, name: str = "train"):
     """The dataset with the `crpo_weight` column and one gain column per active dimension.
     A missing rejected score counts as 0, as in the paper."""
@@ -97,9 +105,7 @@ def add_weights(dataset, args: CrPOConfig, name: str = "train"):
                          f"{missing}; add them with `crpo-train score`")
 
     def weigh(row):
-        chosen = {dim: row[columns[dim][0]] for dim in active}
-        rejected = {dim: row[columns[dim][1]] for dim in active
-                    if columns[dim][1] is not None and row[columns[dim][1]] is not None}
+        chosen, rejected = pair_scores(row, columns)
         gains = {GAIN.format(dim): max(0.0, chosen[dim] - rejected.get(dim, 0.0)) for dim in active}
         return {WEIGHT: crpo_weight(chosen, rejected, args.lambdas, args.crpo_strategy), **gains}
 

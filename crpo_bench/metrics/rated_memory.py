@@ -84,14 +84,10 @@ class RatedMemory:
         for g, rows in groups.items():
             start, stop = int(self.offsets[g]), int(self.offsets[g + 1])
             cos = queries[rows] @ self.unit(self.codes[start:stop]).T  # (answers, rated)
-            rated = np.broadcast_to(self.scores[start:stop], cos.shape)
-            keep = np.ones(cos.shape, dtype=bool)
-            if exclude is not None:
-                for r, i in enumerate(rows):
-                    if start <= exclude[i] < stop:
-                        keep[r, exclude[i] - start] = False
             for r, i in enumerate(rows):
-                c, s = cos[r][keep[r]], rated[r][keep[r]]
+                c, s = cos[r], self.scores[start:stop]
+                if exclude is not None and start <= exclude[i] < stop:
+                    c, s = np.delete(c, exclude[i] - start), np.delete(s, exclude[i] - start)
                 if len(c):
                     out[i], known[i] = neighbour_features(c, s), True
         return out, known
