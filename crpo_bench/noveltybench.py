@@ -36,7 +36,7 @@ UNIGRAM_THRESHOLD = 0.458
 EMBEDDING_THRESHOLD = 0.68
 REWARD_THRESHOLDS = [-7.71875, -6.28125, -6.0, -5.71875, -5.5, -5.0, -4.375, -3.4375, -2.046875]
 PATIENCE = 0.8
-BACKENDS = ("classifier", "unigram", "embedding")
+BACKENDS = ("classifier", "unigram", "embedding", "surrogate")
 
 Equivalence = Callable[[str, str], bool]
 
@@ -138,9 +138,10 @@ class ClassifierEquivalence:
 
 
 def make_equivalence(name: str, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray],
-                     classifier: str = CLASSIFIER_ID) -> Equivalence:
-    """The backend `name`; `embed` (texts -> unit vectors) serves the embedding backend,
-    which embeds all `texts` once, up front."""
+                     classifier: str = CLASSIFIER_ID, embedder: str | None = None) -> Equivalence:
+    """The backend `name`; `embed` (texts -> unit vectors, from the sentence embedder named
+    `embedder`, None for the packaged MiniLM) serves the embedding and surrogate backends,
+    which embed all `texts` once, up front."""
     if name == "classifier":
         return ClassifierEquivalence(classifier)
     if name == "unigram":
@@ -148,6 +149,15 @@ def make_equivalence(name: str, texts: Sequence[str], embed: Callable[[list[str]
     if name == "embedding":
         texts = sorted(set(texts))
         return embedding_equivalence(dict(zip(texts, embed(texts))))
+    if name == "surrogate":
+        from .equivalence_surrogate import surrogate_equivalence
+        from .models import EMBEDDER_ALIASES, load_embedder, minilm_tokenizer
+
+        if embedder is not None and embedder not in EMBEDDER_ALIASES:
+            # its trees read MiniLM's cosines, whatever the other metrics embed with
+            minilm = load_embedder()
+            embed = lambda batch: minilm.encode(batch, batch_size=16)  # noqa: E731
+        return surrogate_equivalence(texts, embed, minilm_tokenizer())
     raise ValueError(f"equivalence backend {name!r}: choose one of {BACKENDS}")
 
 

@@ -300,7 +300,7 @@ def test_the_default_equivalence_works_offline():
     parser = argparse.ArgumentParser()
     command.add_parser(parser.add_subparsers())
     args = parser.parse_args(["noveltybench", "--eval-dir", "d"])
-    assert args.equivalence == "embedding"
+    assert args.equivalence == "surrogate"
 
 
 def test_malformed_line_is_named(tmp_path, capsys):

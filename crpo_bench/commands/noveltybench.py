@@ -41,11 +41,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--eval-dir", required=True, type=Path, help="folder with generations.jsonl; outputs go here")
     p.add_argument("--samples", type=Path, help="an lm-eval samples_noveltybench_*.jsonl to convert first")
     # The default matches the lm-eval tasks': offline, where the classifier cannot load.
-    p.add_argument("--equivalence", choices=nb.BACKENDS, default="embedding",
-                   help="embedding (offline, the default), unigram, or classifier (the reference's; needs the hub "
-                        "or --classifier FOLDER)")
+    p.add_argument("--equivalence", choices=nb.BACKENDS, default="surrogate",
+                   help="surrogate (offline, the default: learned to agree with the reference's partitions), "
+                        "embedding (offline), unigram, or classifier (the reference's; needs the hub or "
+                        "--classifier FOLDER)")
     p.add_argument("--classifier", default=nb.CLASSIFIER_ID, help="equivalence classifier: hub id or local folder")
-    p.add_argument("--embedder", help="sentence embedder for --equivalence embedding (default: packaged MiniLM)")
+    p.add_argument("--embedder", help="sentence embedder for novelty, diversity and --equivalence embedding "
+                                      "(default: packaged MiniLM; the surrogate always reads MiniLM)")
     p.add_argument("--reward-model", help="reward model for utility (the reference uses Skywork-Reward-Gemma-2-27B-v0.2)")
     p.add_argument("--patience", type=float, default=nb.PATIENCE)
     p.add_argument("--k", type=int, default=10, help="generations needed per prompt (default 10)")
@@ -224,7 +226,7 @@ def write_partitions(args, eval_dir: Path, rows: list[dict], digests: dict, scor
     equivalent = nb.make_equivalence(
         args.equivalence, [g for r in todo for g in r["generations"]],
         lambda texts: scorer.embed(texts, "embedding generations", scorer.config.text_batch_size, progress=True),
-        args.classifier)
+        args.classifier, args.embedder)
     for row in tqdm(todo, desc=f"partitions ({args.equivalence})", unit="prompt"):
         labels = nb.partition(row["generations"], equivalent)
         record = {**row, "partition": labels, "distinct": max(labels), "num_classes": max(labels) + 1,

@@ -108,7 +108,8 @@ def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dic
     answers, prompts, owner = _flatten(items)
     equivalent = noveltybench.make_equivalence(
         settings["equivalence"], answers,
-        lambda texts: scorer.embed(texts, "embedding", scorer.config.text_batch_size), settings["classifier"])
+        lambda texts: scorer.embed(texts, "embedding", scorer.config.text_batch_size), settings["classifier"],
+        settings.get("embedder"))
     semantic = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"]).rows
     rewards = scorer.score(answers, prompts=prompts, metrics=["quality"]).rows if settings["reward_model"] else None
     out = {}

@@ -36,7 +36,7 @@ def resolve_settings(metadata: dict, kind: str = registry.MUCE) -> dict:
     if settings["stderr"] not in STDERR_METHODS:
         raise ValueError(f"stderr method {settings['stderr']!r}: choose one of {STDERR_METHODS}")
     settings["bootstrap_iters"] = int(settings["bootstrap_iters"] or 200)
-    settings["equivalence"] = settings["equivalence"] or "embedding"  # offline; "classifier" = the reference
+    settings["equivalence"] = settings["equivalence"] or "surrogate"  # offline; "classifier" = the reference
     settings["classifier"] = settings["classifier"] or noveltybench.CLASSIFIER_ID
     settings["patience"] = float(settings["patience"] or noveltybench.PATIENCE)
     if isinstance(settings["lm"], str) and settings["lm"].lower() in ("none", "off", "false"):

@@ -1,0 +1,235 @@
+"""An offline surrogate of NoveltyBench's equivalence classifier.
+
+The reference decides whether two generations are the same with a fine-tuned
+deberta-v3-large that reads each text cut to 128 tokens; it needs the hub. This backend
+predicts that decision from cheap comparisons of the two texts as the classifier sees them
+(cut to 128 tokens): MiniLM cosines, word overlap, lengths, shared numbers and bold spans.
+The predictor is a small gradient-boosted tree ensemble fitted on the reference's own
+partitions (`crpo_bench/equivalence_training.py`). It is stored as plain arrays and
+evaluated here with numpy, so scoring needs neither scikit-learn nor pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from . import noveltybench as nb
+
+FORMAT_VERSION = 1
+CUT_TOKENS = 128  # what the reference classifier reads of each text
+FEATURES = ("cosine", "first_line_cosine", "rouge1", "bigram_jaccard", "min_log_tokens", "max_log_tokens",
+            "log_token_gap", "both_short", "same_words", "bold_jaccard", "common_prefix", "one_short",
+            "same_numbers", "same_first_sentence", "word_jaccard")
+SHORT_WORDS = 5  # the reference's short-text rule applies up to this many words
+PREFIX_WORDS = 20
+
+
+class SurrogateError(ValueError):
+    """A missing or damaged surrogate artifact."""
+
+
+@dataclass(frozen=True)
+class View:
+    """A text as the features see it: its first 128 tokens, their count, whitespace words of the
+    whole text, and the unit embeddings of the cut text and of its first line."""
+
+    text: str
+    cut: str
+    tokens: int
+    words: int
+    vector: np.ndarray
+    first_line_vector: np.ndarray
+
+
+def cut_to_tokens(text: str, tokenizer, n: int = CUT_TOKENS) -> tuple[str, int]:
+    """The text up to the end of its n-th token (original characters kept) and its token count."""
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                        verbose=False)["offset_mapping"]
+    return (text if len(offsets) <= n else text[:offsets[n - 1][1]]), len(offsets)
+
+
+def first_line(text: str) -> str:
+    return text.strip().split("\n")[0] or text
+
+
+def make_views(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], tokenizer) -> dict[str, View]:
+    """One View per distinct text; `embed` (texts -> unit vectors) is called once, on all cuts
+    and first lines together, so it can batch and cache."""
+    texts = sorted(set(texts))
+    cuts = [cut_to_tokens(t, tokenizer) for t in texts]
+    firsts = [first_line(t) for t in texts]
+    vectors = np.asarray(embed([c for c, _ in cuts] + firsts), dtype=np.float64)
+    n = len(texts)
+    return {t: View(t, cut, count, len(t.split()), vectors[i], vectors[n + i])
+            for i, (t, (cut, count)) in enumerate(zip(texts, cuts))}
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _jaccard(a: set, b: set) -> float:
+    return len(a & b) / max(1, len(a | b))
+
+
+def _bigrams(text: str) -> set:
+    w = _words(text)
+    return set(zip(w, w[1:]))
+
+
+def _bold(text: str) -> set:
+    return set(re.findall(r"\*\*(.+?)\*\*", text.lower()))
+
+
+def _common_prefix(a: list[str], b: list[str]) -> int:
+    n = 0
+    while n < min(len(a), len(b), PREFIX_WORDS) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+def _first_sentence(text: str) -> list[str]:
+    return _words(re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0])
+
+
+def pair_features(a: View, b: View) -> list[float]:
+    """The FEATURES of a pair, in order; symmetric in a and b."""
+    la, lb = np.log(min(a.tokens, CUT_TOKENS) + 1), np.log(min(b.tokens, CUT_TOKENS) + 1)
+    short_a, short_b = a.words <= SHORT_WORDS, b.words <= SHORT_WORDS
+    words_a, words_b = _words(a.cut), _words(b.cut)
+    return [
+        float(a.vector @ b.vector),
+        float(a.first_line_vector @ b.first_line_vector),
+        nb.rouge1_f(a.cut, b.cut),
+        _jaccard(_bigrams(a.cut), _bigrams(b.cut)),
+        min(la, lb), max(la, lb), abs(la - lb),
+        float(short_a and short_b),
+        float(_words(a.text) == _words(b.text)),
+        _jaccard(_bold(a.cut), _bold(b.cut)),
+        _common_prefix(words_a, words_b) / PREFIX_WORDS,
+        float(short_a != short_b),
+        float(set(re.findall(r"\d+", a.cut)) == set(re.findall(r"\d+", b.cut))),
+        float(_first_sentence(a.text) == _first_sentence(b.text)),
+        _jaccard(set(words_a), set(words_b)),
+    ]
+
+
+@dataclass
+class TreeEnsemble:
+    """Gradient-boosted binary trees as flat node arrays (all trees' nodes concatenated, child
+    indices global): P(same) = sigmoid(baseline + sum over trees of the reached leaf's value).
+    A sample goes left when feature <= threshold."""
+
+    feature: np.ndarray    # int, per node
+    threshold: np.ndarray  # float, per node
+    left: np.ndarray       # int, per node (global index)
+    right: np.ndarray
+    value: np.ndarray      # float, leaf value
+    leaf: np.ndarray       # bool
+    roots: np.ndarray      # int, the first node of each tree
+    baseline: float
+
+    def probability(self, X: np.ndarray) -> np.ndarray:
+        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        rows = np.arange(len(X))
+        raw = np.full(len(X), self.baseline)
+        for root in self.roots:
+            node = np.full(len(X), root)
+            while not self.leaf[node].all():
+                inner = ~self.leaf[node]
+                n = node[inner]
+                goes_left = X[rows[inner], self.feature[n]] <= self.threshold[n]
+                node[inner] = np.where(goes_left, self.left[n], self.right[n])
+            raw += self.value[node]
+        return 1.0 / (1.0 + np.exp(-raw))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"feature": self.feature, "threshold": self.threshold, "left": self.left, "right": self.right,
+                "value": self.value, "leaf": self.leaf, "roots": self.roots, "baseline": np.array([self.baseline])}
+
+    @classmethod
+    def from_arrays(cls, arrays) -> TreeEnsemble:
+        ensemble = cls(**{k: np.asarray(arrays[k]) for k in ("feature", "threshold", "left", "right", "value",
+                                                             "leaf", "roots")},
+                       baseline=float(np.asarray(arrays["baseline"])[0]))
+        ensemble._check()
+        return ensemble
+
+    def _check(self) -> None:
+        n = len(self.feature)
+        if not all(len(a) == n for a in (self.threshold, self.left, self.right, self.value, self.leaf)):
+            raise SurrogateError("node arrays of different lengths")
+        inner = ~self.leaf.astype(bool)
+        for name, index in (("left", self.left[inner]), ("right", self.right[inner]), ("roots", self.roots)):
+            if index.size and (index.min() < 0 or index.max() >= n):
+                raise SurrogateError(f"{name} points outside the {n} nodes")
+        if inner.any() and (self.feature[inner].min() < 0 or self.feature[inner].max() >= len(FEATURES)):
+            raise SurrogateError(f"a node splits on a feature outside the {len(FEATURES)} known")
+
+
+@dataclass
+class SurrogateModel:
+    trees: TreeEnsemble
+    threshold: float  # equivalent when P(same) > threshold
+    card: dict
+
+    def probability(self, a: View, b: View) -> float:
+        return float(self.trees.probability([pair_features(a, b)])[0])
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / "trees.npz", **self.trees.arrays())
+        card = {**self.card, "format_version": FORMAT_VERSION, "threshold": self.threshold, "features": list(FEATURES)}
+        (folder / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> SurrogateModel:
+        folder = Path(folder)
+        card_path, trees_path = folder / "card.json", folder / "trees.npz"
+        for path in (card_path, trees_path):
+            if not path.is_file():
+                raise SurrogateError(f"equivalence surrogate {folder}: {path.name} is missing")
+        try:
+            card = json.loads(card_path.read_text())
+            version, threshold, features = card["format_version"], float(card["threshold"]), card["features"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise SurrogateError(f"{card_path}: not a surrogate card ({err!r})") from None
+        if version != FORMAT_VERSION:
+            raise SurrogateError(f"{card_path}: format_version {version}, this version reads {FORMAT_VERSION}")
+        if tuple(features) != FEATURES:
+            raise SurrogateError(f"{card_path}: fitted on features {features}, this version computes {list(FEATURES)}")
+        try:
+            with np.load(trees_path, allow_pickle=False) as arrays:
+                trees = TreeEnsemble.from_arrays(arrays)
+        except SurrogateError as err:
+            raise SurrogateError(f"{trees_path}: {err}") from None
+        except Exception as err:  # a truncated or foreign file: numpy raises several types
+            raise SurrogateError(f"{trees_path}: not a surrogate tree file ({type(err).__name__}: {err})") from None
+        return cls(trees, threshold, card)
+
+
+def packaged_path() -> Path:
+    return Path(__file__).parent / "artifacts" / "equivalence-surrogate-v1"
+
+
+def surrogate_equivalence(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], tokenizer,
+                          model: SurrogateModel | None = None, short_rule: bool = False) -> nb.Equivalence:
+    """The surrogate as a backend over `texts` (embedded once, up front), applied as it was
+    fitted: it decides short texts too, since the reference partitions it learned from were
+    made without the short-text rule (12 of the 31 curated Gemini prompts whose answers are
+    all short contradict it). `short_rule=True` lets the rule decide first, as the reference
+    code does today."""
+    model = model or SurrogateModel.load(packaged_path())
+    views = make_views(texts, embed, tokenizer)
+
+    def same(a: str, b: str) -> bool:
+        return model.probability(views[a], views[b]) > model.threshold
+
+    return nb.short_rule_then(same) if short_rule else same

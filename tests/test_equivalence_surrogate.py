@@ -1,0 +1,207 @@
+"""The offline NoveltyBench equivalence surrogate: its tree evaluator against scikit-learn, its
+features against hand-worked values, the packaged artifact, retraining, and clear errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from crpo_bench import equivalence_surrogate as es
+from crpo_bench import equivalence_training as et
+from crpo_bench import noveltybench as nb
+from crpo_bench.cli import main
+from crpo_bench.jsonl import InputError
+from crpo_bench.models import minilm_tokenizer
+
+CALIBRATION = "noveltybench/gemini-1.5-pro-curated-calibration.jsonl"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return minilm_tokenizer()
+
+
+def fake_embed(texts):
+    """Deterministic unit vectors from character counts: enough to exercise the plumbing."""
+    rows = np.array([[t.count(c) + 1.0 for c in "aeiostn .*"] for t in texts])
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_tree_evaluator_matches_scikit_learn():
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(600, len(es.FEATURES)))
+    y = (X[:, 0] + 0.5 * X[:, 3] * X[:, 5] + rng.normal(scale=0.5, size=600) > 0).astype(int)
+    model = HistGradientBoostingClassifier(max_depth=3, max_iter=40, min_samples_leaf=20, random_state=0,
+                                           early_stopping=False).fit(X, y)
+    trees = et.export_trees(model)
+    probe = rng.normal(size=(300, len(es.FEATURES)))
+    np.testing.assert_allclose(trees.probability(probe), model.predict_proba(probe)[:, 1], rtol=0, atol=1e-12)
+
+
+def test_cut_keeps_the_first_128_tokens_in_the_original_characters(tokenizer):
+    long = "The **Whispering Grubs** glow. " * 40
+    cut, count = es.cut_to_tokens(long, tokenizer)
+    assert count > 128 and long.startswith(cut) and "**Whispering" in cut  # case and markdown kept
+    assert len(tokenizer(cut, add_special_tokens=False)["input_ids"]) == 128
+    assert es.cut_to_tokens("Brad Pitt", tokenizer) == ("Brad Pitt", 2)
+
+
+def test_pair_features_by_hand(tokenizer):
+    a, b = "The first thing is the **battery**. It is 12 volts.", "The first thing is the **battery**."
+    views = es.make_views([a, b], fake_embed, tokenizer)
+    f = dict(zip(es.FEATURES, es.pair_features(views[a], views[b])))
+    assert f["cosine"] == pytest.approx(float(fake_embed([a])[0] @ fake_embed([b])[0]))
+    assert f["first_line_cosine"] == pytest.approx(f["cosine"])  # one line each
+    # words: the|first|thing|is|the|battery|it|is|12|volts; the second text is the first 6 of them
+    assert f["rouge1"] == pytest.approx(2 * (6 / 6) * (6 / 10) / (6 / 6 + 6 / 10))
+    assert f["word_jaccard"] == pytest.approx(len({"the", "first", "thing", "is", "battery"})
+                                              / len({"the", "first", "thing", "is", "battery", "it", "12", "volts"}))
+    assert f["bigram_jaccard"] == pytest.approx(5 / 9)  # 9 distinct bigrams, the second's 5 among them
+    assert f["common_prefix"] == pytest.approx(6 / 20)
+    assert f["bold_jaccard"] == 1.0 and f["same_first_sentence"] == 1.0 and f["same_numbers"] == 0.0
+    assert f["same_words"] == 0.0 and f["both_short"] == 0.0 and f["one_short"] == 0.0
+    ta, tb = views[a].tokens, views[b].tokens
+    assert (f["min_log_tokens"], f["max_log_tokens"]) == pytest.approx((np.log(tb + 1), np.log(ta + 1)))
+    assert f["log_token_gap"] == pytest.approx(np.log(ta + 1) - np.log(tb + 1))
+    assert es.pair_features(views[b], views[a]) == pytest.approx(es.pair_features(views[a], views[b]))
+
+
+@pytest.mark.parametrize("a, b", [([0, 0, 1, 1, 2], [0, 1, 1, 2, 2]), ([0] * 6, [0, 0, 0, 1, 1, 1]),
+                                  ([0] * 5, [0] * 5), ([0, 1, 2, 3], [0, 0, 1, 1])])
+def test_adjusted_rand_index_against_scikit_learn(a, b):
+    from sklearn.metrics import adjusted_rand_score
+
+    assert et.adjusted_rand_index(a, b) == pytest.approx(adjusted_rand_score(a, b))
+
+
+def test_training_partition_is_the_reference_greedy_loop():
+    row = {"generations": ["x", "y", "x", "z"], "partition": [0, 1, 0, 2]}
+    prompt = et.Prompt.__new__(et.Prompt)
+    prompt.generations, prompt.reference = row["generations"], row["partition"]
+    prompt.pairs = list(itertools.combinations(range(4), 2))
+    same = {(0, 2), (1, 3)}  # 3 joins 1's class only if 0 turned it down first
+    probability = np.array([0.9 if pair in same else 0.1 for pair in prompt.pairs])
+    assert prompt.partition(probability, 0.5) == [0, 1, 0, 1]
+    assert prompt.partition(probability, 0.95) == [0, 1, 2, 3]
+
+
+def test_packaged_surrogate_loads_and_decides_deterministically(tokenizer):
+    folder = es.packaged_path()
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 1_000_000
+    model = es.SurrogateModel.load(folder)
+    cv = model.card["cross_validated"]
+    assert cv["splits"] == len(cv["ari_per_split"]) == 10
+    assert cv["mean_ari"] == pytest.approx(np.mean(cv["ari_per_split"]), abs=1e-4)
+    texts = ["Video game designer.", "Astronaut", "The first thing to check is the **battery**. " * 3,
+             "A chemical process that absorbs heat is called an **endothermic** process."]
+    first = nb.make_equivalence("surrogate", texts, fake_embed)
+    second = es.surrogate_equivalence(texts, fake_embed, tokenizer, es.SurrogateModel.load(folder))
+    views = es.make_views(texts, fake_embed, tokenizer)
+    for a, b in itertools.product(texts, texts):
+        assert first(a, b) == second(a, b) == (model.probability(views[a], views[b]) > model.threshold)
+    # with the rule, two short texts sharing no word are never the same
+    ruled = es.surrogate_equivalence(texts, fake_embed, tokenizer, model, short_rule=True)
+    assert ruled("Video game designer.", "Astronaut") is False
+    assert ruled(texts[2], texts[3]) == first(texts[2], texts[3])
+
+
+def test_packaged_surrogate_reproduces_its_card_on_the_calibration_half(shared_data, tokenizer):
+    from crpo_bench.scoring import Scorer, ScoringConfig
+
+    rows = et.read_partitions(shared_data / CALIBRATION)
+    model = es.SurrogateModel.load(es.packaged_path())
+    scorer = Scorer(ScoringConfig())
+    views = es.make_views([g for r in rows for g in r["generations"]],
+                          lambda t: scorer.embed(t, "embedding", 16), tokenizer)
+    prompts = [et.Prompt(r, views) for r in rows]
+    ari, classes = et.agreement(prompts, [model.trees.probability(p.X) for p in prompts], model.threshold)
+    assert (ari, classes) == pytest.approx((model.card["fitted_prompts"]["mean_ari"],
+                                            model.card["fitted_prompts"]["mean_classes"]), abs=1e-4)
+    # the backend as the commands use it
+    equivalent = es.surrogate_equivalence([g for r in rows for g in r["generations"]],
+                                          lambda t: scorer.embed(t, "embedding", 16), tokenizer, model)
+    labels = [nb.partition(r["generations"], equivalent) for r in rows]
+    assert np.mean([et.adjusted_rand_index(lab, r["partition"]) for lab, r in zip(labels, rows)]) == \
+        pytest.approx(ari, abs=1e-9)
+
+
+def test_retraining_reproduces_the_packaged_surrogate(shared_data, tmp_path):
+    data = shared_data / CALIBRATION
+    assert main(["equivalence", "train", "--data", str(data), "--out", str(tmp_path / "m"), "--splits", "0"]) == 0
+    packaged, fresh = es.SurrogateModel.load(es.packaged_path()), es.SurrogateModel.load(tmp_path / "m")
+    assert fresh.threshold == packaged.threshold
+    assert fresh.card["setting"] == packaged.card["setting"]
+    assert fresh.card["data_sha256"] == packaged.card["data_sha256"]
+    X = np.random.default_rng(1).uniform(0, 5, size=(2000, len(es.FEATURES)))
+    np.testing.assert_allclose(fresh.trees.probability(X), packaged.trees.probability(X), rtol=0, atol=1e-4)
+
+
+def copy_packaged(tmp_path):
+    folder = tmp_path / "surrogate"
+    shutil.copytree(es.packaged_path(), folder)
+    return folder
+
+
+def test_missing_or_damaged_artifact_is_named(tmp_path):
+    folder = copy_packaged(tmp_path)
+    (folder / "trees.npz").write_bytes(b"not a zip file")
+    with pytest.raises(es.SurrogateError, match=r"trees\.npz: not a surrogate tree file"):
+        es.SurrogateModel.load(folder)
+    (folder / "trees.npz").unlink()
+    with pytest.raises(es.SurrogateError, match=r"trees\.npz is missing"):
+        es.SurrogateModel.load(folder)
+
+
+def test_card_for_other_features_or_a_broken_tree_is_refused(tmp_path):
+    folder = copy_packaged(tmp_path)
+    card = json.loads((folder / "card.json").read_text())
+    (folder / "card.json").write_text(json.dumps({**card, "features": ["cosine"]}))
+    with pytest.raises(es.SurrogateError, match="fitted on features"):
+        es.SurrogateModel.load(folder)
+    (folder / "card.json").write_text("{")
+    with pytest.raises(es.SurrogateError, match=r"card\.json: not a surrogate card"):
+        es.SurrogateModel.load(folder)
+    (folder / "card.json").write_text(json.dumps(card))
+    arrays = dict(np.load(folder / "trees.npz"))
+    arrays["left"] = arrays["left"] + 10_000
+    np.savez(folder / "trees.npz", **arrays)
+    with pytest.raises(es.SurrogateError, match="left points outside"):
+        es.SurrogateModel.load(folder)
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"id": "a", "generations": ["x", "y"], "partition": [0]}, "one integer class per generation"),
+    ({"id": "a", "generations": ["x", "y"], "partition": [1, 0]}, "in order of appearance"),
+    ({"id": "a", "generations": ["x", ""], "partition": [0, 1]}, "non-empty strings"),
+])
+def test_bad_partition_rows_are_named(tmp_path, row, message):
+    path = tmp_path / "p.jsonl"
+    good = {"id": "g", "generations": ["x", "y"], "partition": [0, 1]}
+    path.write_text("".join(json.dumps(r) + "\n" for r in [good, row] + [good] * 4))
+    with pytest.raises(InputError, match=rf"p\.jsonl:2: .*{message}"):
+        et.read_partitions(path)
+
+
+def test_noveltybench_command_runs_offline_with_the_surrogate(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    gens = ["Toyota Camry."] * 5 + ["Honda CR-V."] * 2 + ["The first thing to check is the **battery**. " * 20] * 3
+    (run / "generations.jsonl").write_text(json.dumps({"id": "p", "prompt": "A car?", "generations": gens}) + "\n")
+    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "surrogate"]) == 0
+    record = json.loads((run / "partitions.jsonl").read_text())
+    model, tokenizer = es.SurrogateModel.load(es.packaged_path()), minilm_tokenizer()
+    from crpo_bench.scoring import Scorer, ScoringConfig
+
+    scorer = Scorer(ScoringConfig(embedding_cache=False))
+    views = es.make_views(gens, lambda t: scorer.embed(t, "e", 16), tokenizer)
+    same = lambda a, b: model.probability(views[a], views[b]) > model.threshold  # noqa: E731
+    expected = nb.partition(gens, same)
+    assert record["partition"] == expected and record["num_classes"] == max(expected) + 1
+    assert record["partition"][7] == record["partition"][8] == record["partition"][9]  # identical texts
+    assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == "surrogate"
