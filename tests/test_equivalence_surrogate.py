@@ -205,3 +205,19 @@ def test_noveltybench_command_runs_offline_with_the_surrogate(tmp_path):
     assert record["partition"] == expected and record["num_classes"] == max(expected) + 1
     assert record["partition"][7] == record["partition"][8] == record["partition"][9]  # identical texts
     assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == "surrogate"
+
+
+def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer):
+    from crpo_bench import lmeval
+    from crpo_bench.scoring import Scorer, ScoringConfig
+
+    settings = lmeval.resolve_settings({"lm": "none"}, kind="noveltybench")
+    assert settings["equivalence"] == "surrogate"
+    assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v1"
+    gens = ("Toyota Camry.",) * 6 + ("Honda CR-V.",) * 2 + ("A bike.", "The first thing to check is the battery.")
+    key = json.dumps(settings, sort_keys=True)
+    items = [("nb", "A car?", gens, "A car?", "", key), ("nb", "Hi?", ("hi",) * 10, "Hi?", "", key)]
+    model, scorer = es.SurrogateModel.load(es.packaged_path()), Scorer(ScoringConfig(embedding_cache=False))
+    views = es.make_views(list(gens), lambda t: scorer.embed(t, "e", 16), tokenizer)
+    classes = max(nb.partition(gens, lambda a, b: model.probability(views[a], views[b]) > model.threshold)) + 1
+    assert lmeval.AGGREGATIONS["distinct"](items) == pytest.approx((classes + 1) / 2)
