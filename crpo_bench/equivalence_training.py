@@ -137,12 +137,14 @@ def folds_of(n: int, seed: int, folds: int = FOLDS) -> list[np.ndarray]:
     return np.array_split(np.random.default_rng(seed).permutation(n), folds)
 
 
-def held_out_agreement(prompts: list[Prompt], setting, seed: int, folds: int = FOLDS) -> tuple[dict, dict]:
-    """Per prompt: ARI and classes when the prompt's fold was held out of the fit."""
+def held_out_agreement(prompts: list[Prompt], seed: int, choose) -> tuple[dict, dict]:
+    """Per prompt: ARI and classes when its fold was held out of the fit, the setting being
+    `choose(training prompts)`."""
     aris, classes = {}, {}
-    for held in folds_of(len(prompts), seed, folds):
-        train = [prompts[k] for k in range(len(prompts)) if k not in set(held)]
-        trees, threshold = fit(train, setting)
+    for held in folds_of(len(prompts), seed):
+        held = set(held.tolist())
+        train = [p for k, p in enumerate(prompts) if k not in held]
+        trees, threshold = fit(train, choose(train))
         for k in held:
             labels = prompts[k].partition(trees.probability(prompts[k].X), threshold)
             aris[k], classes[k] = adjusted_rand_index(labels, prompts[k].reference), max(labels) + 1
@@ -150,7 +152,8 @@ def held_out_agreement(prompts: list[Prompt], setting, seed: int, folds: int = F
 
 
 def choose_setting(prompts: list[Prompt], seed: int = 0) -> tuple[tuple[int, int, int], dict]:
-    scores = {s: float(np.mean(list(held_out_agreement(prompts, s, seed)[0].values()))) for s in GRID}
+    scores = {s: float(np.mean(list(held_out_agreement(prompts, seed, lambda _, s=s: s)[0].values())))
+              for s in GRID}
     return max(GRID, key=lambda s: scores[s]), scores
 
 
@@ -158,19 +161,9 @@ def cross_validate(prompts: list[Prompt], seeds: int = 10, progress: bool = Fals
     """Agreement on held-out prompts of the whole procedure (setting and threshold chosen
     inside each training fold), for `seeds` different splits into 5 folds."""
     runs = []
-    bar = tqdm(total=seeds * FOLDS, desc="cross-validating the surrogate", disable=not progress)
-    for seed in range(seeds):
-        aris, classes = {}, {}
-        for held in folds_of(len(prompts), 1000 + seed):
-            train = [prompts[k] for k in range(len(prompts)) if k not in set(held)]
-            setting, _ = choose_setting(train, seed)
-            trees, threshold = fit(train, setting)
-            for k in held:
-                labels = prompts[k].partition(trees.probability(prompts[k].X), threshold)
-                aris[k], classes[k] = adjusted_rand_index(labels, prompts[k].reference), max(labels) + 1
-            bar.update()
+    for seed in tqdm(range(seeds), desc="cross-validating the surrogate", disable=not progress):
+        aris, classes = held_out_agreement(prompts, 1000 + seed, lambda train: choose_setting(train, seed)[0])
         runs.append((float(np.mean(list(aris.values()))), float(np.mean(list(classes.values())))))
-    bar.close()
     ari, classes = np.array(runs).T
     return {"mean_ari": round(float(ari.mean()), 4), "mean_classes": round(float(classes.mean()), 4),
             "ari_per_split": [round(float(a), 4) for a in ari], "splits": seeds, "folds": FOLDS}
