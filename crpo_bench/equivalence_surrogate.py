@@ -2,8 +2,10 @@
 
 The reference decides whether two generations are the same with a fine-tuned
 deberta-v3-large that reads each text cut to 128 tokens; it needs the hub. This backend
-predicts that decision from cheap comparisons of the two texts as the classifier sees them
-(cut to 128 tokens): MiniLM cosines, word overlap, lengths, shared numbers and bold spans.
+predicts that decision from cheap comparisons of the two texts, most of them on each text
+cut to its first 128 tokens as the classifier would see it (MiniLM's WordPiece tokens
+standing in for DeBERTa's): MiniLM cosines, word overlap, lengths, shared numbers and bold
+spans; the short-text flags, identical words and first sentence read the whole text.
 The predictor is a small gradient-boosted tree ensemble fitted on the reference's own
 partitions (`crpo_bench/equivalence_training.py`). It is stored as plain arrays and
 evaluated here with numpy, so scoring needs neither scikit-learn nor pickle.
@@ -20,13 +22,13 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import noveltybench as nb
+from .text import word_sequence
 
 FORMAT_VERSION = 1
-CUT_TOKENS = 128  # what the reference classifier reads of each text
+CUT_TOKENS = 128  # what the reference classifier reads of each text (in its own tokens)
 FEATURES = ("cosine", "first_line_cosine", "rouge1", "bigram_jaccard", "min_log_tokens", "max_log_tokens",
             "log_token_gap", "both_short", "same_words", "bold_jaccard", "common_prefix", "one_short",
             "same_numbers", "same_first_sentence", "word_jaccard")
-SHORT_WORDS = 5  # the reference's short-text rule applies up to this many words
 PREFIX_WORDS = 20
 
 
@@ -70,16 +72,12 @@ def make_views(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], t
             for i, (t, (cut, count)) in enumerate(zip(texts, cuts))}
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+", text.lower())
-
-
 def _jaccard(a: set, b: set) -> float:
     return len(a & b) / max(1, len(a | b))
 
 
 def _bigrams(text: str) -> set:
-    w = _words(text)
+    w = word_sequence(text)
     return set(zip(w, w[1:]))
 
 
@@ -95,14 +93,14 @@ def _common_prefix(a: list[str], b: list[str]) -> int:
 
 
 def _first_sentence(text: str) -> list[str]:
-    return _words(re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0])
+    return word_sequence(re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0])
 
 
 def pair_features(a: View, b: View) -> list[float]:
     """The FEATURES of a pair, in order; symmetric in a and b."""
     la, lb = np.log(min(a.tokens, CUT_TOKENS) + 1), np.log(min(b.tokens, CUT_TOKENS) + 1)
-    short_a, short_b = a.words <= SHORT_WORDS, b.words <= SHORT_WORDS
-    words_a, words_b = _words(a.cut), _words(b.cut)
+    short_a, short_b = a.words <= nb.SHORT_WORDS, b.words <= nb.SHORT_WORDS
+    words_a, words_b = word_sequence(a.cut), word_sequence(b.cut)
     return [
         float(a.vector @ b.vector),
         float(a.first_line_vector @ b.first_line_vector),
@@ -110,7 +108,7 @@ def pair_features(a: View, b: View) -> list[float]:
         _jaccard(_bigrams(a.cut), _bigrams(b.cut)),
         min(la, lb), max(la, lb), abs(la - lb),
         float(short_a and short_b),
-        float(_words(a.text) == _words(b.text)),
+        float(word_sequence(a.text) == word_sequence(b.text)),
         _jaccard(_bold(a.cut), _bold(b.cut)),
         _common_prefix(words_a, words_b) / PREFIX_WORDS,
         float(short_a != short_b),
@@ -136,7 +134,9 @@ class TreeEnsemble:
     baseline: float
 
     def probability(self, X: np.ndarray) -> np.ndarray:
-        X = np.atleast_2d(np.asarray(X, dtype=np.float64))
+        X = np.asarray(X, dtype=np.float64).reshape(-1, len(FEATURES))
+        if not np.isfinite(X).all():  # the trees were fitted without missing values
+            raise ValueError("surrogate features must be finite")
         rows = np.arange(len(X))
         raw = np.full(len(X), self.baseline)
         for root in self.roots:
@@ -156,8 +156,8 @@ class TreeEnsemble:
     @classmethod
     def from_arrays(cls, arrays) -> TreeEnsemble:
         ensemble = cls(**{k: np.asarray(arrays[k]) for k in ("feature", "threshold", "left", "right", "value",
-                                                             "leaf", "roots")},
-                       baseline=float(np.asarray(arrays["baseline"])[0]))
+                                                             "roots")},
+                       leaf=np.asarray(arrays["leaf"]).astype(bool), baseline=float(np.asarray(arrays["baseline"])[0]))
         ensemble._check()
         return ensemble
 
@@ -165,10 +165,13 @@ class TreeEnsemble:
         n = len(self.feature)
         if not all(len(a) == n for a in (self.threshold, self.left, self.right, self.value, self.leaf)):
             raise SurrogateError("node arrays of different lengths")
-        inner = ~self.leaf.astype(bool)
+        inner = ~self.leaf
         for name, index in (("left", self.left[inner]), ("right", self.right[inner]), ("roots", self.roots)):
             if index.size and (index.min() < 0 or index.max() >= n):
                 raise SurrogateError(f"{name} points outside the {n} nodes")
+            # children come after their parent, so every walk ends at a leaf
+            if name != "roots" and (index <= np.flatnonzero(inner)).any():
+                raise SurrogateError(f"{name} points back to an earlier node")
         if inner.any() and (self.feature[inner].min() < 0 or self.feature[inner].max() >= len(FEATURES)):
             raise SurrogateError(f"a node splits on a feature outside the {len(FEATURES)} known")
 
@@ -230,6 +233,6 @@ def surrogate_equivalence(texts: Sequence[str], embed: Callable[[list[str]], np.
     views = make_views(texts, embed, tokenizer)
 
     def same(a: str, b: str) -> bool:
-        return model.probability(views[a], views[b]) > model.threshold
+        return a == b or model.probability(views[a], views[b]) > model.threshold
 
     return nb.short_rule_then(same) if short_rule else same

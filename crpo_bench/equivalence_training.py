@@ -4,13 +4,15 @@ Data: NoveltyBench partition files (`id`, `generations`, `partition`), such as t
 partitions of Gemini-1.5-pro's generations. Every pair of a prompt's generations is an
 example, labelled same when the reference put both in one class.
 
-The fit has two choices: the trees' settings (one of GRID) and the decision threshold. The
-threshold is the one whose partitions of the training prompts agree best with the
-reference (mean adjusted Rand index), among those whose mean number of classes is within
-0.1 of the reference's; the settings are those with the best agreement on held-out prompts
-(5-fold cross-validation over prompts). `cross_validate` repeats that whole procedure
-inside each training fold, so its figures never touch the prompts they are measured on.
-Deterministic: the same data gives the same model.
+The fit has two choices, both made on out-of-fold probabilities (5-fold cross-validation
+over prompts: boosted trees are overconfident on the pairs they were fitted to): for each
+of the trees' settings in GRID, the decision threshold whose partitions agree best with the
+reference (mean adjusted Rand index) among those whose mean number of classes is within
+0.1 of the reference's (or, if none is, the one nearest in classes); then the setting
+whose threshold agrees best. The trees are then refitted on every prompt.
+`cross_validate` repeats that whole procedure inside each training fold, so its figures
+never touch the prompts they are measured on. Deterministic: the same data gives the same
+model.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ def read_partitions(path: Path) -> list[dict]:
     for lineno, row in read_jsonl(path):
         where = f"{path}:{lineno}"
         gens, part = row.get("generations"), row.get("partition")
-        if not isinstance(gens, list) or not all(isinstance(g, str) and g.strip() for g in gens):
-            raise InputError(f"{where}: field 'generations' must be a list of non-empty strings")
+        if not isinstance(gens, list) or len(gens) < 2 or not all(isinstance(g, str) and g.strip() for g in gens):
+            raise InputError(f"{where}: field 'generations' must be a list of at least 2 non-empty strings")
         if not isinstance(part, list) or len(part) != len(gens) or not all(isinstance(c, int) for c in part):
             raise InputError(f"{where}: field 'partition' must be one integer class per generation")
         if part != _renumbered(part):
@@ -59,6 +61,8 @@ def _renumbered(labels: list[int]) -> list[int]:
 def adjusted_rand_index(a: list[int], b: list[int]) -> float:
     """Adjusted Rand index of two partitions (1 when both put everything in one class)."""
     pairs = comb(len(a), 2)
+    if pairs == 0:  # fewer than two items: nothing to disagree on
+        return 1.0
     same_a = sum(comb(int(c), 2) for c in np.bincount(a))
     same_b = sum(comb(int(c), 2) for c in np.bincount(b))
     both = sum(comb(int(c), 2) for c in np.unique(np.array(a) * (max(b) + 1) + np.array(b), return_counts=True)[1])
@@ -128,33 +132,39 @@ def choose_threshold(prompts: list[Prompt], probabilities: list[np.ndarray]) -> 
     return max(close, key=lambda t: found[t][0])
 
 
-def fit(prompts: list[Prompt], setting: tuple[int, int, int]) -> tuple[TreeEnsemble, float]:
-    trees = fit_trees(np.concatenate([p.X for p in prompts]), np.concatenate([p.y for p in prompts]), setting)
-    return trees, choose_threshold(prompts, [trees.probability(p.X) for p in prompts])
+def stacked(prompts: list[Prompt]) -> tuple[np.ndarray, np.ndarray]:
+    return np.concatenate([p.X for p in prompts]), np.concatenate([p.y for p in prompts])
 
 
-def folds_of(n: int, seed: int, folds: int = FOLDS) -> list[np.ndarray]:
-    return np.array_split(np.random.default_rng(seed).permutation(n), folds)
+def folds_of(n: int, seed: int) -> list[set[int]]:
+    return [set(fold.tolist()) for fold in np.array_split(np.random.default_rng(seed).permutation(n), FOLDS)]
 
 
-def held_out_agreement(prompts: list[Prompt], seed: int, choose) -> tuple[dict, dict]:
-    """Per prompt: ARI and classes when its fold was held out of the fit, the setting being
-    `choose(training prompts)`."""
-    aris, classes = {}, {}
+def out_of_fold_probabilities(prompts: list[Prompt], setting, seed: int) -> list[np.ndarray]:
+    """Each prompt's pair probabilities from trees fitted without its fold."""
+    found: list[np.ndarray] = [np.empty(0)] * len(prompts)
     for held in folds_of(len(prompts), seed):
-        held = set(held.tolist())
-        train = [p for k, p in enumerate(prompts) if k not in held]
-        trees, threshold = fit(train, choose(train))
+        trees = fit_trees(*stacked([p for k, p in enumerate(prompts) if k not in held]), setting)
         for k in held:
-            labels = prompts[k].partition(trees.probability(prompts[k].X), threshold)
-            aris[k], classes[k] = adjusted_rand_index(labels, prompts[k].reference), max(labels) + 1
-    return aris, classes
+            found[k] = trees.probability(prompts[k].X)
+    return found
 
 
-def choose_setting(prompts: list[Prompt], seed: int = 0) -> tuple[tuple[int, int, int], dict]:
-    scores = {s: float(np.mean(list(held_out_agreement(prompts, seed, lambda _, s=s: s)[0].values())))
-              for s in GRID}
-    return max(GRID, key=lambda s: scores[s]), scores
+def choose(prompts: list[Prompt], seed: int = 0) -> tuple[tuple[int, int, int], float, dict]:
+    """The setting and threshold that agree best on out-of-fold probabilities, and each
+    setting's agreement."""
+    found = {}
+    for setting in GRID:
+        probabilities = out_of_fold_probabilities(prompts, setting, seed)
+        threshold = choose_threshold(prompts, probabilities)
+        found[setting] = (agreement(prompts, probabilities, threshold)[0], threshold)
+    best = max(GRID, key=lambda s: found[s][0])
+    return best, found[best][1], {s: ari for s, (ari, _) in found.items()}
+
+
+def fit(prompts: list[Prompt], seed: int = 0) -> tuple[TreeEnsemble, float, tuple[int, int, int], dict]:
+    setting, threshold, scores = choose(prompts, seed)
+    return fit_trees(*stacked(prompts), setting), threshold, setting, scores
 
 
 def cross_validate(prompts: list[Prompt], seeds: int = 10, progress: bool = False) -> dict:
@@ -162,8 +172,14 @@ def cross_validate(prompts: list[Prompt], seeds: int = 10, progress: bool = Fals
     inside each training fold), for `seeds` different splits into 5 folds."""
     runs = []
     for seed in tqdm(range(seeds), desc="cross-validating the surrogate", disable=not progress):
-        aris, classes = held_out_agreement(prompts, 1000 + seed, lambda train: choose_setting(train, seed)[0])
-        runs.append((float(np.mean(list(aris.values()))), float(np.mean(list(classes.values())))))
+        aris, classes = [], []
+        for held in folds_of(len(prompts), 1000 + seed):
+            trees, threshold, _, _ = fit([p for k, p in enumerate(prompts) if k not in held], seed)
+            for k in held:
+                labels = prompts[k].partition(trees.probability(prompts[k].X), threshold)
+                aris.append(adjusted_rand_index(labels, prompts[k].reference))
+                classes.append(max(labels) + 1)
+        runs.append((float(np.mean(aris)), float(np.mean(classes))))
     ari, classes = np.array(runs).T
     return {"mean_ari": round(float(ari.mean()), 4), "mean_classes": round(float(classes.mean()), 4),
             "ari_per_split": [round(float(a), 4) for a in ari], "splits": seeds, "folds": FOLDS}
@@ -172,9 +188,10 @@ def cross_validate(prompts: list[Prompt], seeds: int = 10, progress: bool = Fals
 def train(rows: list[dict], views: dict[str, View], data_name: str, data_bytes: bytes, seeds: int = 10,
           progress: bool = False) -> SurrogateModel:
     start = time.time()
+    import sklearn
+
     prompts = [Prompt(r, views) for r in rows]
-    setting, setting_scores = choose_setting(prompts)
-    trees, threshold = fit(prompts, setting)
+    trees, threshold, setting, setting_scores = fit(prompts)
     fitted_ari, fitted_classes = agreement(prompts, [trees.probability(p.X) for p in prompts], threshold)
     card = {
         "method": "gradient-boosted trees on pair features of the texts cut to 128 tokens "
@@ -185,6 +202,7 @@ def train(rows: list[dict], views: dict[str, View], data_name: str, data_bytes: 
         "reference_mean_classes": round(float(np.mean([max(p.reference) + 1 for p in prompts])), 4),
         "setting": dict(zip(("max_depth", "max_iter", "min_samples_leaf"), setting)),
         "setting_cv_ari": {"/".join(map(str, s)): round(v, 4) for s, v in setting_scores.items()},
+        "scikit_learn": sklearn.__version__,
         "fitted_prompts": {"mean_ari": round(fitted_ari, 4), "mean_classes": round(fitted_classes, 4)},
         "cross_validated": cross_validate(prompts, seeds, progress) if seeds else None,
     }

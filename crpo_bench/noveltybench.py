@@ -5,12 +5,14 @@ class of the first earlier class whose first member it is equivalent to, else it
 a new class. `distinct` is the number of classes. A backend decides equivalence:
 - `classifier`: the reference similarity classifier (P(class 1) > 0.102);
 - `unigram`: ROUGE-1 F1 > 0.458;
-- `embedding` (ours, not the reference's): cosine similarity of the offline MiniLM
-  embeddings above a threshold calibrated on the reference classifier's partitions
-  (see EMBEDDING_THRESHOLD).
+- `surrogate` (ours, the offline default): trees that predict the reference's decisions
+  from cheap comparisons of the two texts (crpo_bench/equivalence_surrogate.py);
+- `embedding` (ours): cosine similarity of the offline MiniLM embeddings above a
+  threshold calibrated on the reference classifier's partitions (see EMBEDDING_THRESHOLD).
 `classifier` and `embedding` first apply the short-text rule (two texts of at most 5
 whitespace unigrams each are equivalent when they share at least half of the longer
-one's words); `unigram` does not, as in the reference.
+one's words); `unigram` does not, as in the reference, nor does `surrogate`, since the
+reference partitions it learned from were made without it.
 Utility: a reward model's score, mapped to a 1-10 rating by the reference thresholds,
 counts only for the first member of each class, weighted by patience^i and normalised.
 """
@@ -36,15 +38,16 @@ UNIGRAM_THRESHOLD = 0.458
 EMBEDDING_THRESHOLD = 0.68
 REWARD_THRESHOLDS = [-7.71875, -6.28125, -6.0, -5.71875, -5.5, -5.0, -4.375, -3.4375, -2.046875]
 PATIENCE = 0.8
+SHORT_WORDS = 5  # the short-text rule's limit
 BACKENDS = ("classifier", "unigram", "embedding", "surrogate")
 
 Equivalence = Callable[[str, str], bool]
 
 
 def short_texts_equivalent(a: str, b: str) -> bool | None:
-    """The short-text rule: None when either text has more than 5 whitespace unigrams."""
+    """The short-text rule: None when either text has more than SHORT_WORDS whitespace unigrams."""
     words_a, words_b = a.split(), b.split()
-    if len(words_a) > 5 or len(words_b) > 5:
+    if len(words_a) > SHORT_WORDS or len(words_b) > SHORT_WORDS:
         return None
     common = len(set(w.lower() for w in words_a) & set(w.lower() for w in words_b))
     return 2 * common >= max(len(words_a), len(words_b))
@@ -116,7 +119,7 @@ class ClassifierEquivalence:
         except Exception as err:
             raise ModelLoadError(
                 f"cannot load the equivalence classifier {name!r} ({type(err).__name__}); pass a local folder "
-                "with --classifier, or use --equivalence unigram|embedding offline") from err
+                "with --classifier, or use --equivalence surrogate|embedding|unigram offline") from err
         self.threshold = threshold
 
     def probability(self, a: str, b: str) -> float:
@@ -151,14 +154,26 @@ def make_equivalence(name: str, texts: Sequence[str], embed: Callable[[list[str]
         return embedding_equivalence(dict(zip(texts, embed(texts))))
     if name == "surrogate":
         from .equivalence_surrogate import surrogate_equivalence
-        from .models import EMBEDDER_ALIASES, load_embedder, minilm_tokenizer
+        from .models import DEFAULT_EMBEDDER, EMBEDDER_ALIASES, minilm_tokenizer
+        from .scoring import Scorer, ScoringConfig
 
         if embedder is not None and embedder not in EMBEDDER_ALIASES:
-            # its trees read MiniLM's cosines, whatever the other metrics embed with
-            minilm = load_embedder()
-            embed = lambda batch: minilm.encode(batch, batch_size=16)  # noqa: E731
+            # its trees read MiniLM's cosines, whatever the other metrics embed with (jina
+            # under the paper profile)
+            side = Scorer(ScoringConfig(embedder=DEFAULT_EMBEDDER))
+            embed = lambda batch: side.embed(batch, "embedding for the surrogate", side.config.text_batch_size)  # noqa: E731
         return surrogate_equivalence(texts, embed, minilm_tokenizer())
     raise ValueError(f"equivalence backend {name!r}: choose one of {BACKENDS}")
+
+
+def recorded_backend(name: str) -> str:
+    """The backend as settings and metric cards record it: a retrained surrogate is another
+    judge, so its version is part of the name."""
+    if name == "surrogate":
+        from .equivalence_surrogate import packaged_path
+
+        return f"{name}/{packaged_path().name}"
+    return name
 
 
 # --- utility -------------------------------------------------------------------------------

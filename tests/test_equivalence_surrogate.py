@@ -73,11 +73,38 @@ def test_pair_features_by_hand(tokenizer):
 
 
 @pytest.mark.parametrize("a, b", [([0, 0, 1, 1, 2], [0, 1, 1, 2, 2]), ([0] * 6, [0, 0, 0, 1, 1, 1]),
-                                  ([0] * 5, [0] * 5), ([0, 1, 2, 3], [0, 0, 1, 1])])
+                                  ([0] * 5, [0] * 5), ([0, 1, 2, 3], [0, 0, 1, 1]), ([0], [0])])
 def test_adjusted_rand_index_against_scikit_learn(a, b):
     from sklearn.metrics import adjusted_rand_score
 
     assert et.adjusted_rand_index(a, b) == pytest.approx(adjusted_rand_score(a, b))
+
+
+def test_evaluator_refuses_missing_values_and_loops():
+    trees = es.SurrogateModel.load(es.packaged_path()).trees
+    with pytest.raises(ValueError, match="must be finite"):
+        trees.probability(np.full(len(es.FEATURES), np.nan))
+    assert trees.probability(np.empty((0, len(es.FEATURES)))).shape == (0,)
+    arrays = trees.arrays()
+    first_inner = int(np.flatnonzero(~arrays["leaf"])[1])
+    arrays["right"] = arrays["right"].copy()
+    arrays["right"][first_inner] = first_inner  # a node that is its own child
+    with pytest.raises(es.SurrogateError, match="right points back to an earlier node"):
+        es.TreeEnsemble.from_arrays(arrays)
+
+
+def test_the_surrogate_reads_minilm_whatever_the_other_metrics_embed_with(tokenizer):
+    from crpo_bench.scoring import Scorer, ScoringConfig
+
+    texts = ["Toyota Camry.", "Honda CR-V.", "Brad Pitt", "Tom Hanks", "The first thing is the **battery**."]
+
+    def other_space(batch):
+        raise AssertionError("the surrogate embedded with the other metrics' embedder")
+
+    jina = nb.make_equivalence("surrogate", texts, other_space, embedder="jinaai/jina-embeddings-v3")
+    scorer = Scorer(ScoringConfig(embedding_cache=False))
+    minilm = es.surrogate_equivalence(texts, lambda t: scorer.embed(t, "e", 16), tokenizer)
+    assert [jina(a, b) for a in texts for b in texts] == [minilm(a, b) for a in texts for b in texts]
 
 
 def test_training_partition_is_the_reference_greedy_loop():
@@ -179,6 +206,7 @@ def test_card_for_other_features_or_a_broken_tree_is_refused(tmp_path):
     ({"id": "a", "generations": ["x", "y"], "partition": [0]}, "one integer class per generation"),
     ({"id": "a", "generations": ["x", "y"], "partition": [1, 0]}, "in order of appearance"),
     ({"id": "a", "generations": ["x", ""], "partition": [0, 1]}, "non-empty strings"),
+    ({"id": "a", "generations": ["x"], "partition": [0]}, "at least 2"),
 ])
 def test_bad_partition_rows_are_named(tmp_path, row, message):
     path = tmp_path / "p.jsonl"
@@ -204,7 +232,8 @@ def test_noveltybench_command_runs_offline_with_the_surrogate(tmp_path):
     expected = nb.partition(gens, same)
     assert record["partition"] == expected and record["num_classes"] == max(expected) + 1
     assert record["partition"][7] == record["partition"][8] == record["partition"][9]  # identical texts
-    assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == "surrogate"
+    assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == \
+        "surrogate/equivalence-surrogate-v1"
 
 
 def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer):

@@ -211,7 +211,7 @@ def summarize(scores: list[dict], with_utility: bool) -> dict:
 
 
 def settings_of(args: argparse.Namespace) -> dict:
-    return {"equivalence": args.equivalence,
+    return {"equivalence": nb.recorded_backend(args.equivalence),
             "classifier": args.classifier if args.equivalence == "classifier" else None,
             "embedder": args.embedder, "reward_model": args.reward_model, "patience": args.patience}
 

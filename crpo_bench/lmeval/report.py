@@ -109,7 +109,7 @@ def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dic
     equivalent = noveltybench.make_equivalence(
         settings["equivalence"], answers,
         lambda texts: scorer.embed(texts, "embedding", scorer.config.text_batch_size), settings["classifier"],
-        settings.get("embedder"))
+        scorer.config.embedder)
     semantic = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"]).rows
     rewards = scorer.score(answers, prompts=prompts, metrics=["quality"]).rows if settings["reward_model"] else None
     out = {}

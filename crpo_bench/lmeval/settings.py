@@ -13,7 +13,6 @@ import os
 
 from .. import noveltybench, registry
 from ..card import metric_card
-from ..equivalence_surrogate import packaged_path
 from ..scoring import NO_MODEL, ScoringConfig, profile_config
 
 SETTINGS_ENV = {"embedder": "CRPO_EMBEDDER", "lm": "CRPO_LM", "reward_model": "CRPO_REWARD_MODEL",
@@ -90,9 +89,7 @@ def task_card(settings: dict, metadata: dict, repeats: int) -> dict:
     protocol = {"profile": settings["profile"], "corpus": settings["corpus"],
                 "samples_per_prompt": int(repeats or 1) * max(len(metadata.get("decoding") or []), 1)}
     if settings["kind"] == registry.NOVELTYBENCH:
-        protocol["equivalence"] = settings["equivalence"]
-        if settings["equivalence"] == "surrogate":  # a retrained surrogate is another judge
-            protocol["equivalence"] += "/" + packaged_path().name
+        protocol["equivalence"] = noveltybench.recorded_backend(settings["equivalence"])
     else:
         protocol["template"] = muce_template(metadata.get("template"))
     surprise = settings["lm"] != "none" and settings["kind"] == registry.MUCE
