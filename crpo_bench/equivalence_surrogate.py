@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from . import noveltybench as nb
+from .models import ARTIFACTS
 from .text import word_sequence
 
 FORMAT_VERSION = 1
@@ -36,10 +37,12 @@ class SurrogateError(ValueError):
     """A missing or damaged surrogate artifact."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class View:
-    """A text as the features see it: its first 128 tokens, their count, whitespace words of the
-    whole text, and the unit embeddings of the cut text and of its first line."""
+    """A text as the features see it, everything a pair needs of one side worked out once:
+    its first 128 tokens (their count, words, bigrams, bold spans, numbers), the whole text's
+    whitespace word count, words and first sentence, and the unit embeddings of the cut text
+    and of its first line."""
 
     text: str
     cut: str
@@ -47,6 +50,20 @@ class View:
     words: int
     vector: np.ndarray
     first_line_vector: np.ndarray
+    cut_words: list[str] = field(init=False)
+    cut_bigrams: set = field(init=False)
+    bold: set = field(init=False)
+    numbers: set = field(init=False)
+    text_words: list[str] = field(init=False)
+    first_sentence: list[str] = field(init=False)
+
+    def __post_init__(self):
+        self.cut_words = word_sequence(self.cut)
+        self.cut_bigrams = set(zip(self.cut_words, self.cut_words[1:]))
+        self.bold = set(re.findall(r"\*\*(.+?)\*\*", self.cut.lower()))
+        self.numbers = set(re.findall(r"\d+", self.cut))
+        self.text_words = word_sequence(self.text)
+        self.first_sentence = word_sequence(re.split(r"(?<=[.!?])\s", self.text.strip(), maxsplit=1)[0])
 
 
 def cut_to_tokens(text: str, tokenizer, n: int = CUT_TOKENS) -> tuple[str, int]:
@@ -76,15 +93,6 @@ def _jaccard(a: set, b: set) -> float:
     return len(a & b) / max(1, len(a | b))
 
 
-def _bigrams(text: str) -> set:
-    w = word_sequence(text)
-    return set(zip(w, w[1:]))
-
-
-def _bold(text: str) -> set:
-    return set(re.findall(r"\*\*(.+?)\*\*", text.lower()))
-
-
 def _common_prefix(a: list[str], b: list[str]) -> int:
     n = 0
     while n < min(len(a), len(b), PREFIX_WORDS) and a[n] == b[n]:
@@ -92,29 +100,24 @@ def _common_prefix(a: list[str], b: list[str]) -> int:
     return n
 
 
-def _first_sentence(text: str) -> list[str]:
-    return word_sequence(re.split(r"(?<=[.!?])\s", text.strip(), maxsplit=1)[0])
-
-
 def pair_features(a: View, b: View) -> list[float]:
     """The FEATURES of a pair, in order; symmetric in a and b."""
     la, lb = np.log(min(a.tokens, CUT_TOKENS) + 1), np.log(min(b.tokens, CUT_TOKENS) + 1)
     short_a, short_b = a.words <= nb.SHORT_WORDS, b.words <= nb.SHORT_WORDS
-    words_a, words_b = word_sequence(a.cut), word_sequence(b.cut)
     return [
         float(a.vector @ b.vector),
         float(a.first_line_vector @ b.first_line_vector),
         nb.rouge1_f(a.cut, b.cut),
-        _jaccard(_bigrams(a.cut), _bigrams(b.cut)),
+        _jaccard(a.cut_bigrams, b.cut_bigrams),
         min(la, lb), max(la, lb), abs(la - lb),
         float(short_a and short_b),
-        float(word_sequence(a.text) == word_sequence(b.text)),
-        _jaccard(_bold(a.cut), _bold(b.cut)),
-        _common_prefix(words_a, words_b) / PREFIX_WORDS,
+        float(a.text_words == b.text_words),
+        _jaccard(a.bold, b.bold),
+        _common_prefix(a.cut_words, b.cut_words) / PREFIX_WORDS,
         float(short_a != short_b),
-        float(set(re.findall(r"\d+", a.cut)) == set(re.findall(r"\d+", b.cut))),
-        float(_first_sentence(a.text) == _first_sentence(b.text)),
-        _jaccard(set(words_a), set(words_b)),
+        float(a.numbers == b.numbers),
+        float(a.first_sentence == b.first_sentence),
+        _jaccard(set(a.cut_words), set(b.cut_words)),
     ]
 
 
@@ -219,7 +222,7 @@ class SurrogateModel:
 
 
 def packaged_path() -> Path:
-    return Path(__file__).parent / "artifacts" / "equivalence-surrogate-v1"
+    return ARTIFACTS / "equivalence-surrogate-v1"
 
 
 def surrogate_equivalence(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], tokenizer,

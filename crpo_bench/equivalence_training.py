@@ -27,8 +27,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import noveltybench as nb
-from .equivalence_surrogate import FEATURES, SurrogateModel, TreeEnsemble, View, pair_features
+from .equivalence_surrogate import SurrogateModel, TreeEnsemble, View, pair_features
 from .jsonl import InputError, read_jsonl
+from .models import DEFAULT_EMBEDDER
 
 GRID = ((2, 100, 40), (2, 50, 80), (3, 100, 40), (2, 100, 80), (3, 50, 80))  # depth, trees, min leaf
 THRESHOLDS = tuple(round(t, 3) for t in np.arange(0.05, 0.951, 0.025))
@@ -196,7 +197,7 @@ def train(rows: list[dict], views: dict[str, View], data_name: str, data_bytes: 
     card = {
         "method": "gradient-boosted trees on pair features of the texts cut to 128 tokens "
                   "(scikit-learn HistGradientBoostingClassifier, exported to arrays)",
-        "embedder": "sentence-transformers/all-MiniLM-L6-v2",
+        "embedder": DEFAULT_EMBEDDER,
         "data": data_name, "data_sha256": hashlib.sha256(data_bytes).hexdigest(),
         "prompts": len(prompts), "pairs": int(sum(len(p.pairs) for p in prompts)),
         "reference_mean_classes": round(float(np.mean([max(p.reference) + 1 for p in prompts])), 4),
