@@ -4,7 +4,9 @@ Data: NoveltyBench partition files (`id`, `generations`, `partition`), such as t
 partitions of Gemini-1.5-pro's generations. Every pair of a prompt's generations is an
 example, labelled same when the reference put both in one class.
 
-The fit has two choices, both made on out-of-fold probabilities (5-fold cross-validation
+A prompt's partition is the surrogate's own (linkage_partition: a generation joins the
+class it matches best on average over all members). The fit has two choices, both made on
+out-of-fold probabilities (5-fold cross-validation
 over prompts: boosted trees are overconfident on the pairs they were fitted to): for each
 of the trees' settings in GRID, the decision threshold whose partitions agree best with the
 reference (mean adjusted Rand index) among those whose mean number of classes is within
@@ -26,8 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import noveltybench as nb
-from .equivalence_surrogate import SurrogateModel, TreeEnsemble, View, pair_features
+from .equivalence_surrogate import SurrogateModel, TreeEnsemble, View, linkage_partition, pair_features
 from .jsonl import InputError, read_jsonl
 from .models import DEFAULT_EMBEDDER
 
@@ -83,10 +84,11 @@ class Prompt:
         self.y = np.array([int(self.reference[i] == self.reference[j]) for i, j in self.pairs])
 
     def partition(self, probability: np.ndarray, threshold: float) -> list[int]:
-        """The reference's greedy partition, deciding each pair by P(same) > threshold. It runs
-        over positions, since a prompt's generations may repeat."""
-        same = {pair: q > threshold for pair, q in zip(self.pairs, probability)}
-        return nb.partition(range(len(self.generations)), lambda i, j: same[(min(i, j), max(i, j))])
+        """The surrogate's partition (linkage_partition) from the pairs' P(same)."""
+        same = np.eye(len(self.generations))
+        for (i, j), q in zip(self.pairs, probability):
+            same[i, j] = same[j, i] = q
+        return linkage_partition(self.generations, same, threshold)
 
 
 def fit_trees(X: np.ndarray, y: np.ndarray, setting: tuple[int, int, int]) -> TreeEnsemble:
@@ -196,7 +198,8 @@ def train(rows: list[dict], views: dict[str, View], data_name: str, data_bytes: 
     fitted_ari, fitted_classes = agreement(prompts, [trees.probability(p.X) for p in prompts], threshold)
     card = {
         "method": "gradient-boosted trees on pair features of the texts cut to 128 tokens "
-                  "(scikit-learn HistGradientBoostingClassifier, exported to arrays)",
+                  "(scikit-learn HistGradientBoostingClassifier, exported to arrays); a generation joins "
+                  "the class with the highest mean P(same) over its members, above the threshold",
         "embedder": DEFAULT_EMBEDDER,
         "data": data_name, "data_sha256": hashlib.sha256(data_bytes).hexdigest(),
         "prompts": len(prompts), "pairs": int(sum(len(p.pairs) for p in prompts)),

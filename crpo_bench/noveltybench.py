@@ -6,7 +6,9 @@ a new class. `distinct` is the number of classes. A backend decides equivalence:
 - `classifier`: the reference similarity classifier (P(class 1) > 0.102);
 - `unigram`: ROUGE-1 F1 > 0.458;
 - `surrogate` (ours, the offline default): trees that predict the reference's decisions
-  from cheap comparisons of the two texts (crpo_bench/equivalence_surrogate.py);
+  from cheap comparisons of the two texts (crpo_bench/equivalence_surrogate.py); it
+  partitions by its own loop, a generation joining the class it matches best on average
+  over all members rather than the first member only;
 - `embedding` (ours): cosine similarity of the offline MiniLM embeddings above a
   threshold calibrated on the reference classifier's partitions (see EMBEDDING_THRESHOLD).
 `classifier` and `embedding` first apply the short-text rule (two texts of at most 5
@@ -64,7 +66,10 @@ def short_rule_then(backend: Equivalence) -> Equivalence:
 
 def partition(generations: Sequence[str], equivalent: Equivalence) -> list[int]:
     """Class index of each generation, classes numbered in order of appearance. The
-    short-text rule, where it applies, belongs to `equivalent` (see the backends)."""
+    short-text rule, where it applies, belongs to `equivalent` (see the backends). A backend
+    with its own `partition` method (the surrogate) decides the whole partition."""
+    if hasattr(equivalent, "partition"):
+        return equivalent.partition(generations)
     representatives: list[str] = []
     labels = []
     for text in generations:

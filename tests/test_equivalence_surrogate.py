@@ -107,15 +107,44 @@ def test_the_surrogate_reads_minilm_whatever_the_other_metrics_embed_with(tokeni
     assert [jina(a, b) for a in texts for b in texts] == [minilm(a, b) for a in texts for b in texts]
 
 
-def test_training_partition_is_the_reference_greedy_loop():
+def test_linkage_partition_joins_the_best_class_on_average_over_its_members():
+    texts = ["a", "b", "c", "d", "a", "e"]
+    same = np.eye(6)
+
+    def put(i, j, q):
+        same[i, j] = same[j, i] = q
+
+    put(0, 1, 0.9)  # b joins a
+    put(0, 2, 0.4), put(1, 2, 0.9)  # c: mean 0.65 over {a, b}, though a alone turns it down
+    put(0, 3, 0.2), put(1, 3, 0.3), put(2, 3, 0.1)  # d: a new class
+    put(4, 1, 0.0), put(4, 2, 0.0), put(4, 3, 0.9)  # a copy of a joins a's class whatever its scores
+    for k in range(4):  # e: every class above 0.5, but d's (0.95) is the best
+        put(5, k, 0.95 if k == 3 else 0.6)
+    put(5, 4, 0.6)
+    assert es.linkage_partition(texts, same, 0.5) == [0, 0, 0, 1, 0, 1]
+    assert es.linkage_partition(texts, same, 0.7) == [0, 0, 1, 2, 0, 2]
+    assert es.linkage_partition(texts, same, 0.99) == [0, 1, 2, 3, 0, 4]
+
+
+def test_training_partition_reads_each_pair_in_place():
     row = {"generations": ["x", "y", "x", "z"], "partition": [0, 1, 0, 2]}
     prompt = et.Prompt.__new__(et.Prompt)
     prompt.generations, prompt.reference = row["generations"], row["partition"]
-    prompt.pairs = list(itertools.combinations(range(4), 2))
-    same = {(0, 2), (1, 3)}  # 3 joins 1's class only if 0 turned it down first
-    probability = np.array([0.9 if pair in same else 0.1 for pair in prompt.pairs])
+    prompt.pairs = list(itertools.combinations(range(4), 2))  # (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
+    probability = np.array([0.1, 0.9, 0.2, 0.1, 0.8, 0.4])
+    # z: mean 0.3 over {x, x}, 0.8 over {y}
     assert prompt.partition(probability, 0.5) == [0, 1, 0, 1]
-    assert prompt.partition(probability, 0.95) == [0, 1, 2, 3]
+    assert prompt.partition(probability, 0.85) == [0, 1, 0, 2]
+
+
+def linkage_expected(generations, model, views):
+    """The surrogate's partition computed here: P(same) of every pair (1 for identical texts),
+    then linkage_partition."""
+    n = len(generations)
+    same = np.array([[1.0 if generations[i] == generations[j] else
+                      model.probability(views[generations[i]], views[generations[j]]) for j in range(n)]
+                     for i in range(n)])
+    return es.linkage_partition(list(generations), same, model.threshold)
 
 
 def test_packaged_surrogate_loads_and_decides_deterministically(tokenizer):
@@ -131,7 +160,9 @@ def test_packaged_surrogate_loads_and_decides_deterministically(tokenizer):
     second = es.surrogate_equivalence(texts, fake_embed, tokenizer, es.SurrogateModel.load(folder))
     views = es.make_views(texts, fake_embed, tokenizer)
     for a, b in itertools.product(texts, texts):
-        assert first(a, b) == second(a, b) == (model.probability(views[a], views[b]) > model.threshold)
+        expected = a == b or model.probability(views[a], views[b]) > model.threshold
+        assert first(a, b) == second(a, b) == expected
+    assert nb.partition(texts, first) == nb.partition(texts, second) == linkage_expected(texts, model, views)
     # with the rule, two short texts sharing no word are never the same
     ruled = es.surrogate_equivalence(texts, fake_embed, tokenizer, model, short_rule=True)
     assert ruled("Video game designer.", "Astronaut") is False
@@ -228,12 +259,11 @@ def test_noveltybench_command_runs_offline_with_the_surrogate(tmp_path):
 
     scorer = Scorer(ScoringConfig(embedding_cache=False))
     views = es.make_views(gens, lambda t: scorer.embed(t, "e", 16), tokenizer)
-    same = lambda a, b: model.probability(views[a], views[b]) > model.threshold  # noqa: E731
-    expected = nb.partition(gens, same)
+    expected = linkage_expected(gens, model, views)
     assert record["partition"] == expected and record["num_classes"] == max(expected) + 1
     assert record["partition"][7] == record["partition"][8] == record["partition"][9]  # identical texts
     assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == \
-        "surrogate/equivalence-surrogate-v1"
+        "surrogate/equivalence-surrogate-v2"
 
 
 def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer):
@@ -242,11 +272,11 @@ def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer
 
     settings = lmeval.resolve_settings({"lm": "none"}, kind="noveltybench")
     assert settings["equivalence"] == "surrogate"
-    assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v1"
+    assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v2"
     gens = ("Toyota Camry.",) * 6 + ("Honda CR-V.",) * 2 + ("A bike.", "The first thing to check is the battery.")
     key = json.dumps(settings, sort_keys=True)
     items = [("nb", "A car?", gens, "A car?", "", key), ("nb", "Hi?", ("hi",) * 10, "Hi?", "", key)]
     model, scorer = es.SurrogateModel.load(es.packaged_path()), Scorer(ScoringConfig(embedding_cache=False))
     views = es.make_views(list(gens), lambda t: scorer.embed(t, "e", 16), tokenizer)
-    classes = max(nb.partition(gens, lambda a, b: model.probability(views[a], views[b]) > model.threshold)) + 1
+    classes = max(linkage_expected(gens, model, views)) + 1
     assert lmeval.AGGREGATIONS["distinct"](items) == pytest.approx((classes + 1) / 2)
