@@ -234,9 +234,10 @@ def packaged_path() -> Path:
 
 def linkage_partition(texts: Sequence[str], same: np.ndarray, threshold: float) -> list[int]:
     """Class index of each text, classes numbered in order of appearance. In order, a text
-    joins the earlier class with the highest mean P(same) over its members (`same[i, j]`)
-    when that mean exceeds `threshold`, else it starts a new class. A copy of an earlier text
-    joins that text's class, as it would in the reference's loop."""
+    joins the earlier class with the highest mean P(same) over its members (`same[i, j]`;
+    every member counts, copies included) when that mean is above `threshold`, else it
+    starts a new class; a tie goes to the earlier class. A copy of an earlier text joins
+    that text's class, as it would in the reference's loop."""
     labels: list[int] = []
     members: list[list[int]] = []
     for j, text in enumerate(texts):
@@ -259,24 +260,32 @@ class SurrogateJudge:
     classes (what NoveltyBench needs); calling it on two texts gives their pairwise decision."""
 
     model: SurrogateModel
-    views: dict[str, View]
+    views: dict[str, View] = field(repr=False)
     short_rule: bool = False
 
-    def probability(self, a: str, b: str) -> float:
-        if a == b:
-            return 1.0
-        if self.short_rule and (rule := nb.short_texts_equivalent(a, b)) is not None:
-            return float(rule)
-        return self.model.probability(self.views[a], self.views[b])
+    def probabilities(self, pairs: list[tuple[str, str]]) -> np.ndarray:
+        """P(same) of each pair: 1 for identical texts, the rule's verdict (1 or 0) where it
+        decides (with `short_rule`), else the trees' (all pairs in one pass)."""
+        found = np.array([1.0 if a == b else np.nan for a, b in pairs])
+        if self.short_rule:
+            for k, (a, b) in enumerate(pairs):
+                if a != b and (rule := nb.short_texts_equivalent(a, b)) is not None:
+                    found[k] = float(rule)
+        ask = np.flatnonzero(np.isnan(found))
+        if ask.size:
+            features = [pair_features(self.views[pairs[k][0]], self.views[pairs[k][1]]) for k in ask]
+            found[ask] = self.model.trees.probability(features)
+        return found
 
     def __call__(self, a: str, b: str) -> bool:
-        return self.probability(a, b) > self.model.threshold
+        return bool(self.probabilities([(a, b)])[0] > self.model.threshold)
 
     def partition(self, generations: Sequence[str]) -> list[int]:
-        n = len(generations)
-        same = np.eye(n)
-        for i, j in itertools.combinations(range(n), 2):
-            same[i, j] = same[j, i] = self.probability(generations[i], generations[j])
+        pairs = list(itertools.combinations(range(len(generations)), 2))
+        same = np.eye(len(generations))
+        found = self.probabilities([(generations[i], generations[j]) for i, j in pairs])
+        for (i, j), q in zip(pairs, found):
+            same[i, j] = same[j, i] = q
         return linkage_partition(list(generations), same, self.model.threshold)
 
 
@@ -285,7 +294,8 @@ def surrogate_equivalence(texts: Sequence[str], embed: Callable[[list[str]], np.
     """The surrogate as a backend over `texts` (embedded once, up front), applied as it was
     fitted: it decides short texts too, since the reference partitions it learned from were
     made without the short-text rule (12 of the 31 curated Gemini prompts whose answers are
-    all short contradict it). `short_rule=True` lets the rule decide two short texts first,
-    as the reference code does today."""
+    all short contradict it). `short_rule=True` puts the rule's verdict on two short texts
+    in place of the trees' probability (1 or 0, which then counts in the class means like
+    any other), for comparison with the reference code, which applies the rule today."""
     model = model or SurrogateModel.load(packaged_path())
     return SurrogateJudge(model, make_views(texts, embed, tokenizer), short_rule)

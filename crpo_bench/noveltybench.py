@@ -2,7 +2,7 @@
 
 For each prompt, k generations are partitioned greedily in order: a generation joins the
 class of the first earlier class whose first member it is equivalent to, else it starts
-a new class. `distinct` is the number of classes. A backend decides equivalence:
+a new class (the reference's loop; the surrogate backend brings its own, below). `distinct` is the number of classes. A backend decides equivalence:
 - `classifier`: the reference similarity classifier (P(class 1) > 0.102);
 - `unigram`: ROUGE-1 F1 > 0.458;
 - `surrogate` (ours, the offline default): trees that predict the reference's decisions
@@ -57,6 +57,8 @@ def short_texts_equivalent(a: str, b: str) -> bool | None:
 
 def short_rule_then(backend: Equivalence) -> Equivalence:
     """`backend`, consulted only when the short-text rule is undecided."""
+    if hasattr(backend, "partition"):  # the wrapper would hide it, and partition() fall back to our loop
+        raise TypeError("short_rule_then: this backend partitions by its own loop; give it the rule instead")
     def equivalent(a: str, b: str) -> bool:
         rule = short_texts_equivalent(a, b)
         return rule if rule is not None else backend(a, b)

@@ -124,6 +124,16 @@ def test_linkage_partition_joins_the_best_class_on_average_over_its_members():
     assert es.linkage_partition(texts, same, 0.5) == [0, 0, 0, 1, 0, 1]
     assert es.linkage_partition(texts, same, 0.7) == [0, 0, 1, 2, 0, 2]
     assert es.linkage_partition(texts, same, 0.99) == [0, 1, 2, 3, 0, 4]
+    # the reference's loop asks first members only: c turned down by a, e taken by a's class
+    greedy = lambda a, b: same[texts.index(a), texts.index(b)] > 0.5  # noqa: E731
+    assert nb.partition(texts, greedy) == [0, 0, 1, 2, 0, 0]
+
+
+def test_linkage_partition_ties_go_to_the_earlier_class_and_the_threshold_is_strict():
+    same = np.array([[1, 0, 0.6], [0, 1, 0.6], [0.6, 0.6, 1]])
+    assert es.linkage_partition(["x", "y", "z"], same, 0.5) == [0, 1, 0]
+    assert es.linkage_partition(["x", "y", "z"], same, 0.6) == [0, 1, 2]
+    assert es.linkage_partition([], np.eye(0), 0.5) == [] and es.linkage_partition(["x"], np.eye(1), 0.5) == [0]
 
 
 def test_training_partition_reads_each_pair_in_place():
@@ -131,10 +141,10 @@ def test_training_partition_reads_each_pair_in_place():
     prompt = et.Prompt.__new__(et.Prompt)
     prompt.generations, prompt.reference = row["generations"], row["partition"]
     prompt.pairs = list(itertools.combinations(range(4), 2))  # (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
-    probability = np.array([0.1, 0.9, 0.2, 0.1, 0.8, 0.4])
-    # z: mean 0.3 over {x, x}, 0.8 over {y}
+    probability = np.array([0.1, 0.9, 0.6, 0.1, 0.7, 0.1])
+    # z: mean 0.35 over {x, x}, 0.7 over {y}; the reference's loop would take the first x (0.6)
     assert prompt.partition(probability, 0.5) == [0, 1, 0, 1]
-    assert prompt.partition(probability, 0.85) == [0, 1, 0, 2]
+    assert prompt.partition(probability, 0.75) == [0, 1, 0, 2]
 
 
 def linkage_expected(generations, model, views):
@@ -280,3 +290,41 @@ def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer
     views = es.make_views(list(gens), lambda t: scorer.embed(t, "e", 16), tokenizer)
     classes = max(linkage_expected(gens, model, views)) + 1
     assert lmeval.AGGREGATIONS["distinct"](items) == pytest.approx((classes + 1) / 2)
+
+
+# Probabilities under which the surrogate's loop and the reference's disagree: "Blue" is
+# turned down by the first member "Red" (0.3) but matches the class on average (0.6).
+DISAGREEING = {frozenset({"Red", "Crimson"}): 0.9, frozenset({"Red", "Blue"}): 0.3,
+               frozenset({"Crimson", "Blue"}): 0.9}
+LOOP_GENERATIONS = ["Red", "Crimson", "Blue"] + ["Red"] * 7  # one class by ours, two by the reference's
+
+
+def disagreeing_probabilities(self, pairs):
+    return np.array([1.0 if a == b else DISAGREEING[frozenset({a, b})] for a, b in pairs])
+
+
+def test_commands_and_tasks_partition_by_the_surrogates_own_loop(tmp_path, monkeypatch):
+    from crpo_bench import lmeval
+
+    monkeypatch.setattr(es.SurrogateJudge, "probabilities", disagreeing_probabilities)
+    judge = es.SurrogateJudge(es.SurrogateModel.load(es.packaged_path()), {})
+    assert judge.model.threshold < 0.6
+    assert nb.partition(LOOP_GENERATIONS, lambda a, b: judge(a, b)) == [0, 0, 1] + [0] * 7  # the reference's loop
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "generations.jsonl").write_text(json.dumps({"id": "p", "prompt": "A colour?",
+                                                       "generations": LOOP_GENERATIONS}) + "\n")
+    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "surrogate"]) == 0
+    assert json.loads((run / "partitions.jsonl").read_text())["partition"] == [0] * 10
+
+    settings = lmeval.resolve_settings({"lm": "none"}, kind="noveltybench")
+    key = json.dumps(settings, sort_keys=True)
+    items = [("nb", "A colour?", tuple(LOOP_GENERATIONS), "A colour?", "", key)]
+    assert lmeval.AGGREGATIONS["distinct"](items) == pytest.approx(1.0)
+
+
+def test_the_rule_cannot_wrap_a_backend_with_its_own_loop():
+    judge = es.SurrogateJudge(es.SurrogateModel.load(es.packaged_path()), {})
+    with pytest.raises(TypeError, match="partitions by its own loop"):
+        nb.short_rule_then(judge)
