@@ -7,9 +7,9 @@ of classes (the reference's is 1.80 on the calibration half) and the mean adjust
 index against the reference partitions. The backends are those of crpo_bench/noveltybench.py:
 unigram without the short-text rule (as in the reference), embedding with it (its threshold
 is the best of this sweep) and without it, and the surrogate as fitted (without the rule,
-the default) and with the rule's verdicts on short pairs, and its pairwise decisions in the reference's greedy loop
-instead of its own. The published Gemini partitions were made without the rule (12
-of the 31 curated prompts whose answers are all short contradict it).
+the default), with the rule's verdicts on short pairs, and with its pairwise decisions in
+the reference's greedy loop instead of its own. The published Gemini partitions were made
+without the rule (12 of the 31 curated prompts whose answers are all short contradict it).
 On the calibration half the surrogate's figures are on the prompts it was fitted to: its
 card holds the cross-validated ones, printed last. Any other file in the reference format
 (for example the odd-id half of the same Gemini run) measures it on unseen prompts.

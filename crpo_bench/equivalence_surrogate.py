@@ -192,8 +192,12 @@ class SurrogateModel:
     threshold: float  # equivalent when P(same) > threshold
     card: dict
 
+    def probabilities(self, pairs: Sequence[tuple[View, View]]) -> np.ndarray:
+        """P(same) of each pair, all in one pass through the trees."""
+        return self.trees.probability([pair_features(a, b) for a, b in pairs])
+
     def probability(self, a: View, b: View) -> float:
-        return float(self.trees.probability([pair_features(a, b)])[0])
+        return float(self.probabilities([(a, b)])[0])
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
@@ -230,6 +234,15 @@ class SurrogateModel:
 
 def packaged_path() -> Path:
     return ARTIFACTS / "equivalence-surrogate-v2"
+
+
+def pair_matrix(n: int, probabilities: Sequence[float]) -> np.ndarray:
+    """The symmetric n x n matrix of P(same), ones on the diagonal, from the probabilities of
+    the pairs in itertools.combinations(range(n), 2) order."""
+    same = np.eye(n)
+    for (i, j), q in zip(itertools.combinations(range(n), 2), probabilities):
+        same[i, j] = same[j, i] = q
+    return same
 
 
 def linkage_partition(texts: Sequence[str], same: np.ndarray, threshold: float) -> list[int]:
@@ -273,20 +286,15 @@ class SurrogateJudge:
                     found[k] = float(rule)
         ask = np.flatnonzero(np.isnan(found))
         if ask.size:
-            features = [pair_features(self.views[pairs[k][0]], self.views[pairs[k][1]]) for k in ask]
-            found[ask] = self.model.trees.probability(features)
+            found[ask] = self.model.probabilities([(self.views[pairs[k][0]], self.views[pairs[k][1]]) for k in ask])
         return found
 
     def __call__(self, a: str, b: str) -> bool:
         return bool(self.probabilities([(a, b)])[0] > self.model.threshold)
 
     def partition(self, generations: Sequence[str]) -> list[int]:
-        pairs = list(itertools.combinations(range(len(generations)), 2))
-        same = np.eye(len(generations))
-        found = self.probabilities([(generations[i], generations[j]) for i, j in pairs])
-        for (i, j), q in zip(pairs, found):
-            same[i, j] = same[j, i] = q
-        return linkage_partition(list(generations), same, self.model.threshold)
+        found = self.probabilities(list(itertools.combinations(generations, 2)))
+        return linkage_partition(list(generations), pair_matrix(len(generations), found), self.model.threshold)
 
 
 def surrogate_equivalence(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], tokenizer,

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .equivalence_surrogate import SurrogateModel, TreeEnsemble, View, linkage_partition, pair_features
+from .equivalence_surrogate import SurrogateModel, TreeEnsemble, View, linkage_partition, pair_features, pair_matrix
 from .jsonl import InputError, read_jsonl
 from .models import DEFAULT_EMBEDDER
 
@@ -85,10 +85,7 @@ class Prompt:
 
     def partition(self, probability: np.ndarray, threshold: float) -> list[int]:
         """The surrogate's partition (linkage_partition) from the pairs' P(same)."""
-        same = np.eye(len(self.generations))
-        for (i, j), q in zip(self.pairs, probability):
-            same[i, j] = same[j, i] = q
-        return linkage_partition(self.generations, same, threshold)
+        return linkage_partition(self.generations, pair_matrix(len(self.generations), probability), threshold)
 
 
 def fit_trees(X: np.ndarray, y: np.ndarray, setting: tuple[int, int, int]) -> TreeEnsemble:

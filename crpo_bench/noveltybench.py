@@ -2,7 +2,8 @@
 
 For each prompt, k generations are partitioned greedily in order: a generation joins the
 class of the first earlier class whose first member it is equivalent to, else it starts
-a new class (the reference's loop; the surrogate backend brings its own, below). `distinct` is the number of classes. A backend decides equivalence:
+a new class (the reference's loop; the surrogate backend brings its own, below).
+`distinct` is the number of classes. A backend decides equivalence:
 - `classifier`: the reference similarity classifier (P(class 1) > 0.102);
 - `unigram`: ROUGE-1 F1 > 0.458;
 - `surrogate` (ours, the offline default): trees that predict the reference's decisions
