@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import check, equivalence, leaderboard, noveltybench, originality, run, score, serve, validate
+from .commands import check, equivalence, leaderboard, models, noveltybench, originality, run, score, serve, validate
 from .jsonl import InputError
 from .models import ModelLoadError
 
 VERBS = {"score": score, "serve": serve, "noveltybench": noveltybench, "originality": originality,
-         "equivalence": equivalence,
+         "equivalence": equivalence, "models": models,
          "validate": validate, "run": run, "leaderboard": leaderboard, "check": check}
 
 

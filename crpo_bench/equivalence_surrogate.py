@@ -38,6 +38,13 @@ FEATURES = ("cosine", "first_line_cosine", "rouge1", "bigram_jaccard", "min_log_
             "log_token_gap", "both_short", "same_words", "bold_jaccard", "common_prefix", "one_short",
             "same_numbers", "same_first_sentence", "word_jaccard")
 PREFIX_WORDS = 20
+# Features are rounded to this many decimals, in fitting and in scoring alike. Another CPU
+# computes the same embeddings with other float rounding (cosines agree to ~1e-7, not
+# exactly); unrounded, that moves the trees' bin edges and retraining picks other trees and
+# thresholds. Rounded, retraining gives identical trees under 1e-6 relative noise on every
+# embedding component (benchmarks/training_spread.py), and 1e-4 is far below what a pair's
+# verdict depends on.
+FEATURE_DECIMALS = 4
 
 
 class SurrogateError(ValueError):
@@ -108,10 +115,10 @@ def _common_prefix(a: list[str], b: list[str]) -> int:
 
 
 def pair_features(a: View, b: View) -> list[float]:
-    """The FEATURES of a pair, in order; symmetric in a and b."""
+    """The FEATURES of a pair, in order, rounded to FEATURE_DECIMALS; symmetric in a and b."""
     la, lb = np.log(min(a.tokens, CUT_TOKENS) + 1), np.log(min(b.tokens, CUT_TOKENS) + 1)
     short_a, short_b = a.words <= nb.SHORT_WORDS, b.words <= nb.SHORT_WORDS
-    return [
+    return [round(value, FEATURE_DECIMALS) for value in (
         float(a.vector @ b.vector),
         float(a.first_line_vector @ b.first_line_vector),
         nb.rouge1_f(a.cut, b.cut),
@@ -125,7 +132,7 @@ def pair_features(a: View, b: View) -> list[float]:
         float(a.numbers == b.numbers),
         float(a.first_sentence == b.first_sentence),
         _jaccard(set(a.cut_words), set(b.cut_words)),
-    ]
+    )]
 
 
 @dataclass
@@ -233,7 +240,7 @@ class SurrogateModel:
 
 
 def packaged_path() -> Path:
-    return ARTIFACTS / "equivalence-surrogate-v2"
+    return ARTIFACTS / "equivalence-surrogate-v3"
 
 
 def pair_matrix(n: int, probabilities: Sequence[float]) -> np.ndarray:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .equivalence_surrogate import SurrogateModel, TreeEnsemble, View, linkage_partition, pair_features, pair_matrix
+from .equivalence_surrogate import FEATURE_DECIMALS, SurrogateModel, TreeEnsemble, View, linkage_partition, pair_features, pair_matrix
 from .jsonl import InputError, read_jsonl
 from .models import DEFAULT_EMBEDDER
 
@@ -194,7 +194,8 @@ def train(rows: list[dict], views: dict[str, View], data_name: str, data_bytes: 
     trees, threshold, setting, setting_scores = fit(prompts)
     fitted_ari, fitted_classes = agreement(prompts, [trees.probability(p.X) for p in prompts], threshold)
     card = {
-        "method": "gradient-boosted trees on pair features of the texts cut to 128 tokens "
+        "method": "gradient-boosted trees on pair features of the texts cut to 128 tokens, rounded to "
+                  f"{FEATURE_DECIMALS} decimals "
                   "(scikit-learn HistGradientBoostingClassifier, exported to arrays); a generation joins "
                   "the class with the highest mean P(same) over its members, above the threshold",
         "embedder": DEFAULT_EMBEDDER,

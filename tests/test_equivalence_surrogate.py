@@ -56,20 +56,23 @@ def test_pair_features_by_hand(tokenizer):
     a, b = "The first thing is the **battery**. It is 12 volts.", "The first thing is the **battery**."
     views = es.make_views([a, b], fake_embed, tokenizer)
     f = dict(zip(es.FEATURES, es.pair_features(views[a], views[b])))
-    assert f["cosine"] == pytest.approx(float(fake_embed([a])[0] @ fake_embed([b])[0]))
-    assert f["first_line_cosine"] == pytest.approx(f["cosine"])  # one line each
+    # every feature is rounded to FEATURE_DECIMALS (stable across CPUs): the exact value within half a unit
+    assert all(v == round(v, es.FEATURE_DECIMALS) for v in f.values())
+    approx = lambda x: pytest.approx(x, abs=0.5 * 10 ** -es.FEATURE_DECIMALS, rel=0)  # noqa: E731
+    assert f["cosine"] == approx(float(fake_embed([a])[0] @ fake_embed([b])[0]))
+    assert f["first_line_cosine"] == approx(f["cosine"])  # one line each
     # words: the|first|thing|is|the|battery|it|is|12|volts; the second text is the first 6 of them
-    assert f["rouge1"] == pytest.approx(2 * (6 / 6) * (6 / 10) / (6 / 6 + 6 / 10))
-    assert f["word_jaccard"] == pytest.approx(len({"the", "first", "thing", "is", "battery"})
+    assert f["rouge1"] == approx(2 * (6 / 6) * (6 / 10) / (6 / 6 + 6 / 10))
+    assert f["word_jaccard"] == approx(len({"the", "first", "thing", "is", "battery"})
                                               / len({"the", "first", "thing", "is", "battery", "it", "12", "volts"}))
-    assert f["bigram_jaccard"] == pytest.approx(5 / 9)  # 9 distinct bigrams, the second's 5 among them
-    assert f["common_prefix"] == pytest.approx(6 / 20)
+    assert f["bigram_jaccard"] == approx(5 / 9)  # 9 distinct bigrams, the second's 5 among them
+    assert f["common_prefix"] == approx(6 / 20)
     assert f["bold_jaccard"] == 1.0 and f["same_first_sentence"] == 1.0 and f["same_numbers"] == 0.0
     assert f["same_words"] == 0.0 and f["both_short"] == 0.0 and f["one_short"] == 0.0
     ta, tb = views[a].tokens, views[b].tokens
-    assert (f["min_log_tokens"], f["max_log_tokens"]) == pytest.approx((np.log(tb + 1), np.log(ta + 1)))
-    assert f["log_token_gap"] == pytest.approx(np.log(ta + 1) - np.log(tb + 1))
-    assert es.pair_features(views[b], views[a]) == pytest.approx(es.pair_features(views[a], views[b]))
+    assert (f["min_log_tokens"], f["max_log_tokens"]) == approx((np.log(tb + 1), np.log(ta + 1)))
+    assert f["log_token_gap"] == approx(np.log(ta + 1) - np.log(tb + 1))
+    assert es.pair_features(views[b], views[a]) == es.pair_features(views[a], views[b])
 
 
 @pytest.mark.parametrize("a, b", [([0, 0, 1, 1, 2], [0, 1, 1, 2, 2]), ([0] * 6, [0, 0, 0, 1, 1, 1]),
@@ -189,8 +192,10 @@ def test_packaged_surrogate_reproduces_its_card_on_the_calibration_half(shared_d
                           lambda t: scorer.embed(t, "embedding", 16), tokenizer)
     prompts = [et.Prompt(r, views) for r in rows]
     ari, classes = et.agreement(prompts, [model.trees.probability(p.X) for p in prompts], model.threshold)
-    assert (ari, classes) == pytest.approx((model.card["fitted_prompts"]["mean_ari"],
-                                            model.card["fitted_prompts"]["mean_classes"]), abs=1e-4)
+    # embeddings differ in their last bits between CPUs; a rounded feature that crosses a
+    # boundary may flip one prompt's partition (0.02 classes of 50 prompts)
+    assert ari == pytest.approx(model.card["fitted_prompts"]["mean_ari"], abs=0.01)
+    assert classes == pytest.approx(model.card["fitted_prompts"]["mean_classes"], abs=0.021)
     # the backend as the commands use it
     equivalent = es.surrogate_equivalence([g for r in rows for g in r["generations"]],
                                           lambda t: scorer.embed(t, "embedding", 16), tokenizer, model)
@@ -199,15 +204,63 @@ def test_packaged_surrogate_reproduces_its_card_on_the_calibration_half(shared_d
         pytest.approx(ari, abs=1e-9)
 
 
-def test_retraining_reproduces_the_packaged_surrogate(shared_data, tmp_path):
+# Retraining on another CPU (benchmarks/training_spread.py; README "Reproducing the packaged
+# models"): with features rounded to 4 decimals, 1e-6 relative noise on every embedding
+# component (ten times what other float rounding gives) leaves the trees identical. A real
+# difference that still crosses a rounding boundary may pick another setting whose
+# cross-validated ARI is within SETTING_TOLERANCE of the best, or the neighbouring threshold.
+# What must hold is the model's behaviour: its partitions of the calibration prompts.
+SETTING_TOLERANCE = 0.002  # cross-validated ARI
+PARTITION_AGREEMENT = 0.99  # mean ARI of the retrained model's partitions against the packaged one's
+
+
+@pytest.fixture(scope="module")
+def calibration_prompts(shared_data, tokenizer):
+    from crpo_bench.scoring import Scorer, ScoringConfig
+
+    rows = et.read_partitions(shared_data / CALIBRATION)
+    scorer = Scorer(ScoringConfig())
+    views = es.make_views([g for r in rows for g in r["generations"]],
+                          lambda t: scorer.embed(t, "embedding", 16), tokenizer)
+    return [et.Prompt(r, views) for r in rows]
+
+
+def reproduction_failures(fresh: es.SurrogateModel, packaged: es.SurrogateModel, prompts) -> list[str]:
+    """What makes `fresh` a different model from `packaged` (empty: the same model)."""
+    failures = []
+    scores = packaged.card["setting_cv_ari"]
+    chosen = "/".join(str(v) for v in fresh.card["setting"].values())
+    if scores[chosen] < max(scores.values()) - SETTING_TOLERANCE:
+        failures.append(f"setting {chosen}: cross-validated ARI {scores[chosen]} against the best {max(scores.values())}")
+    if abs(fresh.threshold - packaged.threshold) > 0.025 + 1e-9:  # one step of et.THRESHOLDS
+        failures.append(f"threshold {fresh.threshold} against {packaged.threshold}")
+    ours, theirs = ([p.partition(m.trees.probability(p.X), m.threshold) for p in prompts] for m in (fresh, packaged))
+    agreement = float(np.mean([et.adjusted_rand_index(a, b) for a, b in zip(ours, theirs)]))
+    if agreement < PARTITION_AGREEMENT:
+        failures.append(f"partitions agree at mean ARI {agreement:.4f} with the packaged model's")
+    return failures
+
+
+def test_retraining_reproduces_the_packaged_surrogate(shared_data, calibration_prompts, tmp_path):
     data = shared_data / CALIBRATION
     assert main(["equivalence", "train", "--data", str(data), "--out", str(tmp_path / "m"), "--splits", "0"]) == 0
     packaged, fresh = es.SurrogateModel.load(es.packaged_path()), es.SurrogateModel.load(tmp_path / "m")
-    assert fresh.threshold == packaged.threshold
-    assert fresh.card["setting"] == packaged.card["setting"]
     assert fresh.card["data_sha256"] == packaged.card["data_sha256"]
-    X = np.random.default_rng(1).uniform(0, 5, size=(2000, len(es.FEATURES)))
-    np.testing.assert_allclose(fresh.trees.probability(X), packaged.trees.probability(X), rtol=0, atol=1e-4)
+    assert reproduction_failures(fresh, packaged, calibration_prompts) == []
+
+
+def test_retraining_with_another_setting_is_told_apart(calibration_prompts, monkeypatch):
+    """The reproduction check sees a material change: trees fitted with one hyperparameter
+    moved (min_samples_leaf 80 -> 40) fail it, through their partitions alone."""
+    packaged = es.SurrogateModel.load(es.packaged_path())
+    setting = tuple(packaged.card["setting"].values())
+    moved = (setting[0], setting[1], 40 if setting[2] != 40 else 80)
+    monkeypatch.setattr(et, "GRID", (moved,))
+    trees, threshold, chosen, _ = et.fit(calibration_prompts)
+    fresh = es.SurrogateModel(trees, threshold, {"setting": dict(zip(("max_depth", "max_iter", "min_samples_leaf"),
+                                                                      chosen))})
+    failures = reproduction_failures(fresh, packaged, calibration_prompts)
+    assert any("partitions agree" in f for f in failures), failures
 
 
 def copy_packaged(tmp_path):
@@ -273,7 +326,7 @@ def test_noveltybench_command_runs_offline_with_the_surrogate(tmp_path):
     assert record["partition"] == expected and record["num_classes"] == max(expected) + 1
     assert record["partition"][7] == record["partition"][8] == record["partition"][9]  # identical texts
     assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == \
-        "surrogate/equivalence-surrogate-v2"
+        "surrogate/equivalence-surrogate-v3"
 
 
 def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer):
@@ -282,7 +335,7 @@ def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer
 
     settings = lmeval.resolve_settings({"lm": "none"}, kind="noveltybench")
     assert settings["equivalence"] == "surrogate"
-    assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v2"
+    assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v3"
     gens = ("Toyota Camry.",) * 6 + ("Honda CR-V.",) * 2 + ("A bike.", "The first thing to check is the battery.")
     key = json.dumps(settings, sort_keys=True)
     items = [("nb", "A car?", gens, "A car?", "", key), ("nb", "Hi?", ("hi",) * 10, "Hi?", "", key)]

@@ -126,18 +126,61 @@ def test_bad_or_missing_artifacts_are_clear_errors(tmp_path):
         OriginalityModel.load(broken)
 
 
-def test_retraining_reproduces_the_packaged_v3(tmp_path, shared_data):
+# Retraining on another CPU: embeddings agree to ~1e-7, not exactly, and the memory's int8
+# codes and nearest neighbours follow. Measured |retrained - packaged| over every fifth
+# validation answer (10-50 scale): 0.0004 max, 0.0001 mean on this project's build machine
+# (also with 1e-7 relative noise on every embedding component, benchmarks/training_spread.py);
+# 0.022 max on another 2-core CPU (issue 30). A neighbouring memory ridge (300 for 1000)
+# moves them by 0.67 max, 0.15 mean; 100 by 0.97 max, 0.21 mean.
+MAX_GAP, MEAN_GAP = 0.1, 0.01
+RIDGE_TOLERANCE = 0.001  # cross-validated Spearman: a ridge this close to the chosen one's is the same choice
+
+
+@pytest.fixture(scope="module")
+def validation_scores(shared_data):
+    rows = muce.read_rated(shared_data / "ocsai1" / "alltests_val.jsonl")[::5]
+    return lambda folder: np.array([r["originality"] for r in Scorer(ScoringConfig(originality_model=str(folder))).score(
+        [r["Response"] for r in rows], items=[r["Prompt"] for r in rows],
+        tasks=[muce.task_slug(r["TasksNamesFull"]) for r in rows], metrics=["originality"]).rows])
+
+
+def reproduction_failures(card: dict, packaged: dict, gap: np.ndarray) -> list[str]:
+    """What makes a retrained model (its card, its predictions' gap to the packaged model's)
+    a different model from the packaged one (empty: the same model)."""
+    failures = []
+    for head, fresh, theirs in (("ridge", card, packaged), ("memory ridge", card["memory"], packaged["memory"])):
+        scores = theirs["ridge_cv_spearman"]
+        chosen = scores.get(str(float(fresh["ridge"])))
+        if chosen is None or chosen < scores[str(float(theirs["ridge"]))] - RIDGE_TOLERANCE:
+            failures.append(f"{head} {fresh['ridge']}: cross-validated Spearman {chosen} where the packaged "
+                            f"{theirs['ridge']} has {scores[str(float(theirs['ridge']))]}")
+    if gap.max() > MAX_GAP or gap.mean() > MEAN_GAP:
+        failures.append(f"predictions differ by {gap.max():.4f} at most, {gap.mean():.4f} on average")
+    return failures
+
+
+def test_retraining_reproduces_the_packaged_v3(tmp_path, shared_data, validation_scores):
     """The README's retraining command, run for real on the full training file (about 3 min
-    on one CPU thread), gives the packaged model's predictions on validation answers."""
+    on one CPU thread), gives the packaged model within the cross-machine tolerances."""
     out = tmp_path / "v3"
     command = [sys.executable, "-m", "crpo_bench.cli", "originality", "train",
                "--data", str(shared_data / "ocsai1" / "alltests_train.jsonl"), "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    rows = muce.read_rated(shared_data / "ocsai1" / "alltests_val.jsonl")[::5]
-    score = lambda folder: [r["originality"] for r in Scorer(ScoringConfig(originality_model=str(folder))).score(
-        [r["Response"] for r in rows], items=[r["Prompt"] for r in rows],
-        tasks=[muce.task_slug(r["TasksNamesFull"]) for r in rows], metrics=["originality"]).rows]
-    assert np.max(np.abs(np.array(score(out)) - np.array(score(V3)))) < 1e-4
+    gap = np.abs(validation_scores(out) - validation_scores(V3))
     retrained, packaged = (json.loads((f / "card.json").read_text()) for f in (out, V3))
-    assert retrained["memory"] == packaged["memory"] and retrained["ridge"] == packaged["ridge"]
+    assert reproduction_failures(retrained, packaged, gap) == []
+
+
+def test_retraining_with_another_ridge_is_told_apart(tmp_path, shared_data, validation_scores):
+    """The reproduction check sees a material change: one hyperparameter moved (both ridge
+    strengths 300, off the grid) fails it, through the predictions alone too. The embeddings
+    come from the cache the retraining test filled (about 15 s)."""
+    rows = muce.read_rated(shared_data / "ocsai1" / "alltests_train.jsonl")
+    model = train(rows, None, Scorer(ScoringConfig()), ridge=300.0)
+    model.save(tmp_path / "moved")
+    gap = np.abs(validation_scores(tmp_path / "moved") - validation_scores(V3))
+    packaged = json.loads((V3 / "card.json").read_text())
+    failures = reproduction_failures(model.card, packaged, gap)
+    assert any(f.startswith("predictions differ") for f in failures), failures
+    assert any(f.startswith("memory ridge 300.0") for f in failures), failures

@@ -18,6 +18,12 @@ from .settings import muce_template
 log = logging.getLogger("crpo_bench.lmeval")
 
 NOVELTYBENCH_HUB_ID = "yimingzhang/novelty-bench"
+# Three held-out prompts of each of the 26 task types in MuCE's raw layout (our own items and
+# wordings through the paper's prompt builder): what the tasks evaluate when the hub cannot be
+# reached and no data is given, and what `muce_data: "examples"` asks for by name.
+MUCE_EXAMPLES = Path(__file__).resolve().parents[1] / "data" / "muce_examples.jsonl"
+EXAMPLES_NAMES = ("examples", "embedded")
+_hub_failure: list[str] = []  # the hub's first failure in this process: later tasks do not wait for it again
 NOVELTYBENCH_FILES = {"curated": "curated.jsonl", "wildchat": "wildchat-1k.jsonl"}
 
 
@@ -61,13 +67,32 @@ def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | 
     config = muce_config or os.environ.get("CRPO_MUCE_CONFIG")
     template = muce_template(template)
     limit = prompts_per_task or os.environ.get("CRPO_PROMPTS_PER_TASK")
-    rows = muce.load_rows(source, splits=muce.HELDOUT_SPLITS, config=config)
+    rows, source = heldout_rows(source, config, task_name)
     docs = heldout_documents(rows, muce_task, template, int(limit) if limit else None)
     if not docs:
         raise ValueError(f"{task_name}: no English held-out prompts ({', '.join(muce.HELDOUT_SPLITS)}) of MuCE task "
-                         f"{muce.task_name(muce_task)!r} in {source or muce.HUB_ID}")
-    log.info("%s: %d prompts from %s (template %s)", task_name, len(docs), source or muce.HUB_ID, template)
+                         f"{muce.task_name(muce_task)!r} in {source}")
+    log.info("%s: %d prompts from %s (template %s)", task_name, len(docs), source, template)
     return datasets.DatasetDict({"test": datasets.Dataset.from_list([{"task": task_name, **d} for d in docs])})
+
+
+def heldout_rows(source: str | None, config: str | None, task_name: str) -> tuple[list[dict], str]:
+    """MuCE's held-out rows and where they came from: `source` (a file or folder), the embedded
+    examples by name, else the hub, else (hub unreachable) the embedded examples, said in one line."""
+    if source in EXAMPLES_NAMES:
+        return muce.load_rows(str(MUCE_EXAMPLES), splits=muce.HELDOUT_SPLITS), str(MUCE_EXAMPLES)
+    if source not in (None, "", "hub", muce.HUB_ID):
+        return muce.load_rows(source, splits=muce.HELDOUT_SPLITS, config=config), source
+    if source:  # the hub by name: no stand-in
+        return muce.load_rows(None, splits=muce.HELDOUT_SPLITS, config=config), muce.HUB_ID
+    if not _hub_failure:
+        try:
+            return muce.load_rows(None, splits=muce.HELDOUT_SPLITS, config=config), muce.HUB_ID
+        except RuntimeError as err:
+            _hub_failure.append(str(err).split(" Without")[0])
+    log.warning("%s: %s; evaluating the embedded example prompts instead (%s, up to 3 per task type: a smoke "
+                "test, not the benchmark)", task_name, _hub_failure[0], MUCE_EXAMPLES.name)
+    return muce.load_rows(str(MUCE_EXAMPLES), splits=muce.HELDOUT_SPLITS), str(MUCE_EXAMPLES)
 
 
 def noveltybench_dataset(subset: str, task_name: str, noveltybench_data: str | None = None, **_):
