@@ -168,21 +168,66 @@ def write_texts_atomic(files: dict[str | Path, str]) -> None:
         raise
 
 
-def write_folder_atomic(target: str | Path, write: Callable[[Path], object]) -> None:
-    """Build a folder with `write(staging)` beside `target`, then put it in target's place:
-    a crash midway leaves the old folder (or none), never a half-written one."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+OUTPUT_MANIFEST = ".crpo-bench-output.json"  # in a folder we wrote: the entries we put there
+
+
+def write_folder_atomic(target: str | Path, write: Callable[[Path], object], owner: str = "crpo-bench") -> None:
+    """Build a folder with `write(staging)`, then put what it made at `target`, owning only that.
+
+    A new target is the staged folder renamed into place (a crash leaves none, never half a
+    folder). An existing target keeps everything this writer did not put there: its manifest
+    (OUTPUT_MANIFEST) names the writer (`owner`, e.g. the command) and the entries of its
+    previous write, which a write of the same owner replaces (entries no longer written are
+    removed); a file or folder of anyone else's (another command's too) with a name
+    the write needs stops it with a ValueError naming it, before anything is moved. So
+    `--out .` or `--out` a folder holding notes or the input never deletes them."""
+    target = Path(target).absolute()
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"{target}: exists and is not a folder")
+    existed = target.is_dir()
+    home = target if existed else target.parent  # staging on the same filesystem as the target
+    home.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=home, prefix=f".{target.name}.staging."))
     try:
         write(staging)
+        names = sorted(os.listdir(staging))
+        (staging / OUTPUT_MANIFEST).write_text(json.dumps({"owner": owner, "written": names}) + "\n")
         # mkdtemp makes it private; outputs and caches are shared, as far as the umask allows
         staging.chmod(0o777 & ~current_umask())
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-    except BaseException:
+        if not existed:
+            os.replace(staging, target)
+            return
+        ours = _previously_written(target, owner)
+        theirs = [n for n in names if (target / n).exists() and n not in ours]
+        if theirs:
+            raise ValueError(f"{target / theirs[0]}: not written by this command, and the output needs that name; "
+                             "nothing was changed (choose a new or empty output folder)")
+        for name in sorted(set(ours) - set(names)):
+            _remove(target / name)
+        for name in names:
+            if (target / name).is_dir() and not (target / name).is_symlink():
+                _remove(target / name)  # ours (listed): os.replace cannot put a folder over a folder
+            os.replace(staging / name, target / name)
+        os.replace(staging / OUTPUT_MANIFEST, target / OUTPUT_MANIFEST)
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+
+def _previously_written(folder: Path, owner: str) -> list[str]:
+    try:
+        manifest = json.loads((folder / OUTPUT_MANIFEST).read_text())
+        written = manifest["written"] if manifest["owner"] == owner else []
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    # names only: a manifest never points outside its folder
+    return [n for n in written if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\\" not in n]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _non_finite_to_null(value):

@@ -87,4 +87,4 @@ def test_the_hub_by_name_gets_no_stand_in(source, monkeypatch):
     for _ in range(2):
         docs = data.muce_dataset("muce_poems", muce_task="poems")["test"]
         assert docs[0]["prompt"].endswith("concept: choice.") and len(docs) == 3
-    assert data._hub_failure == ["cannot load CNCL-Penn-State/MuCE (config default) from the hub (ConnectionError)."]
+    assert data._hub_failure == ["cannot load CNCL-Penn-State/MuCE (config default) from the hub (ConnectionError)"]

@@ -72,7 +72,8 @@ def read_sources(specs: list[str], config: str | None = None) -> list[dict]:
     return rows
 
 
-def save_dataset(splits: dict[str, list[dict]], out: str, push_to_hub: str | None, card: dict | None = None):
+def save_dataset(splits: dict[str, list[dict]], out: str, push_to_hub: str | None, card: dict | None = None,
+                 owner: str = "crpo-train"):
     """Write a DatasetDict atomically (a crash leaves no half-written folder); a metric card
     goes into every split's dataset info and beside it as card.json."""
     import json
@@ -89,7 +90,7 @@ def save_dataset(splits: dict[str, list[dict]], out: str, push_to_hub: str | Non
         if card:
             (staging / "card.json").write_text(json.dumps(card, indent=1) + "\n")
 
-    write_folder_atomic(out, write)
+    write_folder_atomic(out, write, owner)  # owns only what it writes: --out's other contents stay
     if push_to_hub:
         data.push_to_hub(push_to_hub)
     return data
@@ -103,7 +104,7 @@ def run_pairs(args) -> int:
                          args.max_prompts)
     if not splits:
         raise ValueError("no pairs: no group has two answers that pass --min-score and --min-score-diff")
-    save_dataset(splits, args.out, args.push_to_hub)
+    save_dataset(splits, args.out, args.push_to_hub, owner="crpo-train pairs")
     for split, pairs in sorted(splits.items()):
         tasks = Counter(p["task"] for p in pairs)
         print(f"{split}: {len(pairs)} pairs over {len({p['prompt'][0]['content'] for p in pairs})} prompts "
@@ -134,7 +135,7 @@ def run_score(args) -> int:
     card = metric_card(config, surprise="surprise" in dimensions, profile=args.profile, corpus="prompt",
                        dimensions=list(dimensions), normalisation="min-max within each prompt's corpus",
                        scored_sides="chosen and rejected" if args.score_rejected else "chosen")
-    save_dataset(scored, args.out, args.push_to_hub, card)
+    save_dataset(scored, args.out, args.push_to_hub, card, owner="crpo-train score")
     for split, pairs in sorted(scored.items()):
         means = ", ".join(f"{d} {sum(p[f'{d}_chosen'] for p in pairs) / len(pairs):.3f}" for d in dimensions)
         print(f"{split}: {len(pairs)} pairs; mean normalised chosen score: {means}")

@@ -89,7 +89,7 @@ def heldout_rows(source: str | None, config: str | None, task_name: str) -> tupl
         try:
             return muce.load_rows(None, splits=muce.HELDOUT_SPLITS, config=config), muce.HUB_ID
         except RuntimeError as err:
-            _hub_failure.append(str(err).split(" Without")[0])
+            _hub_failure.append(str(err).split(" Without")[0].rstrip("."))
     log.warning("%s: %s; evaluating the embedded example prompts instead (%s, up to 3 per task type: a smoke "
                 "test, not the benchmark)", task_name, _hub_failure[0], MUCE_EXAMPLES.name)
     return muce.load_rows(str(MUCE_EXAMPLES), splits=muce.HELDOUT_SPLITS), str(MUCE_EXAMPLES)
