@@ -102,9 +102,9 @@ def split_spec(spec: str) -> tuple[str | None, str]:
     name, _, what = spec.partition("=")
     if not NAME_PATTERN.fullmatch(name) and _exists(spec):
         return None, spec
-    check_name("model", name, f"model spec {spec!r} (NAME=WHAT)")
+    check_name("model", name, f"model spec {_shown(spec)!r} (NAME=WHAT)")
     if not what:
-        raise BenchError(f"model spec {spec!r}: nothing after '='; write NAME=WHAT")
+        raise BenchError(f"model spec {_shown(spec)!r}: nothing after '='; write NAME=WHAT")
     return name, what
 
 
@@ -116,14 +116,31 @@ def _port_ok(parts) -> bool:
     return True
 
 
+def _shown(text: str) -> str:
+    """A spec or URL as a message may show it: a URL's query, fragment and user info can
+    hold a key, so they are left out (a refused URL is never echoed whole)."""
+    if "://" not in text:
+        return text
+    text = re.sub(r"[?#]\S*", "?...", text)
+    return re.sub(r"//[^/\s]*@", "//...@", text)
+
+
 def _endpoint(url: str, label: str, default_path: str, suffix: str) -> str:
     """`url` checked (http(s), a host, a port, no credentials) and completed as a client
     reads a base URL: a bare host gets `default_path`, any other path gets `suffix` once,
-    and a URL already ending in `suffix` is kept."""
-    if "@" in url:  # user:password@host; the URL is written to the results, so it is not echoed either
+    and a URL already ending in `suffix` is kept. The URL is written to the results and
+    logged, so one that may carry a credential (user info, a query such as ?api_key=...,
+    a fragment) is refused, and not echoed in the message either."""
+    text = url.strip()
+    if "?" in text or "#" in text:
+        raise BenchError(f"model {label}: the endpoint URL has a query string or fragment (?... or #...), which can "
+                         "hold a key (api_key=, token=, sig=, ...) and would be written to the results and logs; "
+                         "endpoint URLs with one are refused: give the URL without it, put the key in an "
+                         "environment variable and pass --api-key-env NAME")
+    if "@" in text:  # user:password@host
         raise BenchError(f"model {label}: the endpoint URL holds a user name or password, which would be written "
                          "to the results; put the key in an environment variable and pass --api-key-env NAME")
-    parts = urlsplit(url.strip())
+    parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname or not _port_ok(parts):
         raise BenchError(f"model {label}: endpoint {url!r} is not an http:// or https:// URL")
     path = parts.path.rstrip("/")
@@ -214,17 +231,17 @@ def _api_spec(name: str | None, what: str, spec: str, base_url: str | None, api:
     prefix = _prefix(what)
     model, at, url = what.removeprefix(f"{prefix}:").partition("@")
     if not model:
-        raise BenchError(f"model spec {spec!r}: no model name after {prefix}:")
+        raise BenchError(f"model spec {_shown(spec)!r}: no model name after {prefix}:")
     if prefix == "litellm":  # LiteLLM picks the endpoint from PROVIDER/ itself
         if at:
-            raise BenchError(f"model spec {spec!r}: litellm: takes no @URL; LiteLLM routes by PROVIDER/MODEL")
+            raise BenchError(f"model spec {_shown(spec)!r}: litellm: takes no @URL; LiteLLM routes by PROVIDER/MODEL")
         args, url = dict(model=model, **api), None
         lm_eval_model = "litellm"
     else:
         provider = PROVIDERS[prefix]
         url = (url if at else None) or base_url
         if not url and provider.url is None:
-            raise BenchError(f"model {spec!r}: an api: model needs an endpoint, api:MODEL@URL or --base-url URL")
+            raise BenchError(f"model {_shown(spec)!r}: an api: model needs an endpoint, api:MODEL@URL or --base-url URL")
         url = provider.endpoint(url, model) if url else provider.url
         args, lm_eval_model = dict(model=model, base_url=url, **api), provider.lm_eval_model
     derived = _safe_name(model)

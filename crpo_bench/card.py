@@ -13,13 +13,12 @@ Two numbers are comparable only when their cards agree on every field of COMPARE
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib.metadata
 import importlib.util
 from pathlib import Path
 
 from . import models
+from .fingerprints import fingerprint, folder_fingerprint  # noqa: F401 (card.folder_fingerprint)
 
 # Fields whose change changes a metric's value, compared by leaderboard and check
 # (versions are recorded, not compared).
@@ -27,7 +26,6 @@ COMPARED_FIELDS = ("embedder", "embedder_fingerprint", "lm", "lm_fingerprint", "
                  "reward_model", "reward_model_fingerprint", "tokenizer", "degenerate", "originality_model",
                  "originality_fingerprint", "max_response_chars", "corpus", "samples_per_prompt", "template",
                  "equivalence")
-SMALL_FILE = 64 * 2**20  # files up to this size are hashed whole; larger ones by name and size
 
 
 def _version(package: str) -> str | None:
@@ -35,42 +33,6 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-@functools.lru_cache(maxsize=32)
-def folder_fingerprint(folder: str) -> str:
-    """sha256 over a model folder's files: the content of files up to 64 MB (configs,
-    tokenizers, small models such as MiniLM) and the name and size of larger ones (hashing
-    a 50 GB checkpoint for a card would cost minutes)."""
-    digest = hashlib.sha256()
-    root = Path(folder)
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and ".cache" not in p.parts):
-        size = path.stat().st_size
-        digest.update(f"{path.relative_to(root)}\0{size}\0".encode())
-        if size <= SMALL_FILE:
-            digest.update(path.read_bytes())
-    return "sha256:" + digest.hexdigest()[:16]
-
-
-def hub_revision(name: str) -> str | None:
-    """The commit of a hub model in the local Hugging Face cache, where it was downloaded."""
-    try:
-        from huggingface_hub import scan_cache_dir
-
-        for repo in scan_cache_dir().repos:
-            if repo.repo_id == name and repo.revisions:
-                return "revision:" + max(repo.revisions, key=lambda r: r.last_modified).commit_hash
-    except Exception:  # no cache yet, or an unreadable one: the card says so
-        return None
-    return None
-
-
-def fingerprint(folder_or_id: str | None) -> str | None:
-    if folder_or_id is None:
-        return None
-    if Path(folder_or_id).is_dir():
-        return folder_fingerprint(str(Path(folder_or_id).resolve()))
-    return hub_revision(folder_or_id) or "unresolved"
 
 
 def _named(name: str) -> tuple[str, str | None]:

@@ -66,7 +66,17 @@ def read_results(folder: str | Path) -> list[Entry]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ResultsError(f"results folder {folder} does not exist")
-    entries = [e for path in sorted(folder.glob("*/*.json")) for e in _read_file(path)]
+    entries, first_file = [], {}
+    for path in sorted(folder.glob("*/*.json")):
+        found = _read_file(path)
+        for model, task in dict.fromkeys((e.model, e.task) for e in found):
+            # two results for one (model, task), e.g. a stale copy in results/m.bak/: which is
+            # meant cannot be told, and letting one win silently could hide a regression
+            other = first_file.setdefault((model, task), path)
+            if other != path:
+                raise ResultsError(f"two results for model {model!r} on task {task!r}: {other} and {path}; "
+                                   "keep one (move the other out of the results folder)")
+        entries += found
     if not entries:
         raise ResultsError(f"no results under {folder} (expected <model>/<task>.json from `crpo-bench run`)")
     return entries

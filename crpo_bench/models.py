@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .fingerprints import fingerprint
 from .jsonl import write_folder_atomic
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -188,7 +189,8 @@ class Embedder:
     """A sentence embedder and the key that identifies it in the embedding cache."""
 
     model: object  # sentence_transformers.SentenceTransformer
-    key: str
+    key: str  # the cache key: what it is and the fingerprint of its files (content, not path)
+    name: str  # what it is: the default's hub id, "local:<folder>", or a hub id
 
     def encode(self, texts: list[str], progress: bool = False, desc: str = "embedding",
                batch_size: int = 32) -> np.ndarray:
@@ -230,19 +232,24 @@ def load_embedder(name: str | None = None, trust_remote_code: bool = False) -> E
     if name in EMBEDDER_ALIASES:
         packaged = _package_file(MINILM_PACKAGE, "model")
         if packaged is not None:
-            return Embedder(SentenceTransformer(str(packaged), device=device()), DEFAULT_EMBEDDER)
+            return Embedder(SentenceTransformer(str(packaged), device=device()),
+                            f"{DEFAULT_EMBEDDER}@{fingerprint(str(packaged))}", DEFAULT_EMBEDDER)
         name = DEFAULT_EMBEDDER
     local = Path(name).is_dir()
     if not local:
         _check_hub_id("sentence embedder", name)
     _refuse_remote_code("sentence embedder", name, "--embedder", trust_remote_code, sentence_transformers=True)
-    source, key = (str(Path(name).resolve()), f"local:{Path(name).resolve()}") if local else (name, name)
+    source = str(Path(name).resolve()) if local else name
     try:
-        return Embedder(SentenceTransformer(source, device=device(), trust_remote_code=trust_remote_code), key)
+        model = SentenceTransformer(source, device=device(), trust_remote_code=trust_remote_code)
     except Exception as err:  # hub errors come in many types; all mean "not loadable"
         if local and "trust_remote_code" not in str(err):
             raise  # a broken folder: the library's own error says most
         raise _wrap_load_error("sentence embedder", name, "--embedder", err) from err
+    # keyed by content (the fingerprint the metric card records, after loading: a hub model's
+    # commit is known once downloaded), so a model changed in place never gets stale vectors
+    label = f"local:{source}" if local else source
+    return Embedder(model, f"{label}@{fingerprint(source)}", label)
 
 
 def minilm_tokenizer():

@@ -83,7 +83,7 @@ def train(train_rows: list[dict], val_rows: list[dict] | None, scorer: Scorer, r
     model.card = {
         "name": "originality", "method": "ridge regression on frozen sentence embeddings "
         "[answer, answer*item, task one-hot, log(1+words), 1-cos(answer, item)]",
-        "embedder": scorer.embedder.key, "ridge": chosen, "training_data": data_name,
+        "embedder": scorer.embedder.name, "ridge": chosen, "training_data": data_name,
         "training_answers": len(train_rows), "tasks": task_names, "score_scale": "10-50 (MuCE)",
     }
     if cv:

@@ -13,7 +13,7 @@ from crpo_bench.models import (DEFAULT_EMBEDDER, ModelLoadError, load_causal_lm,
 
 
 def test_default_embedder_is_the_packaged_minilm(embedder):
-    assert embedder.key == DEFAULT_EMBEDDER
+    assert embedder.name == DEFAULT_EMBEDDER and embedder.key.startswith(f"{DEFAULT_EMBEDDER}@sha256:")
     vectors = embedder.encode(["a brick", "a red brick", "quantum chromodynamics"])
     assert vectors.shape == (3, 384)
     assert abs(float((vectors**2).sum(1).max()) - 1) < 1e-5
@@ -23,7 +23,8 @@ def test_default_embedder_is_the_packaged_minilm(embedder):
 def test_local_folder_embedder_gets_its_own_cache_key(embedder, tmp_path):
     embedder.model.save(str(tmp_path / "minilm-copy"))
     copy = load_embedder(str(tmp_path / "minilm-copy"))
-    assert copy.key == f"local:{(tmp_path / 'minilm-copy').resolve()}"
+    assert copy.name == f"local:{(tmp_path / 'minilm-copy').resolve()}"
+    assert copy.key.startswith(copy.name + "@sha256:") and copy.key != embedder.key
     assert abs(float(copy.encode(["brick"])[0] @ embedder.encode(["brick"])[0]) - 1) < 1e-5
 
 
