@@ -85,3 +85,38 @@ def test_a_stale_copy_of_a_result_cannot_fool_the_gate(tmp_path):
         assert "two results for model 'crpo' on task 'muce_aut'" in proc.stderr
         assert "crpo/muce_aut.json" in proc.stderr and "crpo.bak/muce_aut.json" in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+# 7. theme_uniqueness needs no n x n matrix: above the memory budget the vector Ward gives the same tree.
+def test_vector_ward_gives_the_matrix_wards_clusters(embedder):
+    from crpo_bench.metrics import themes
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(12, 384))
+    clustered = centres[rng.integers(0, 12, 400)] + 0.35 * rng.normal(size=(400, 384))
+    real = embedder.encode([f"use a brick as {w}" for w in ("a doorstop", "a bookend", "a paperweight", "a step",
+                                                             "a weapon", "a hammer", "a pillow", "art")] * 3)
+    for vectors in (clustered / np.linalg.norm(clustered, axis=1, keepdims=True), real.astype(np.float64)):
+        matrix, vector = themes.ward_tree(vectors), themes.ward_tree(vectors, matrix_bytes=0)
+        np.testing.assert_allclose(np.sort(matrix[:, 2]), np.sort(vector[:, 2]), atol=1e-9)
+        labels = themes.theme_labels(vectors)
+        from scipy.cluster.hierarchy import fcluster
+
+        cut = fcluster(vector, t=np.nextafter(themes.WARD_DISTANCE_THRESHOLD, -np.inf), criterion="distance")
+        # the same partition (labels renumbered in order of first appearance)
+        assert [list(labels).index(x) for x in labels] == [list(cut).index(x) for x in cut]
+
+
+def test_theme_labels_of_a_corpus_past_the_budget_use_linear_memory(monkeypatch):
+    """50,000 answers needed 9.2 GiB; here the budget is lowered so the switch is exercised fast."""
+    import tracemalloc
+
+    from crpo_bench.metrics import themes
+
+    monkeypatch.setattr(themes, "MATRIX_BYTES", 10_000)
+    vectors = np.random.default_rng(1).normal(size=(3000, 8))
+    tracemalloc.start()
+    labels = themes.theme_labels(vectors)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert len(labels) == 3000 and peak < 3000 * 2999 // 2 * 8 / 4  # well under the condensed matrix (36 MB)
