@@ -6,6 +6,7 @@ transaction, so a crash never leaves a half-written entry.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -14,29 +15,44 @@ import numpy as np
 _LOOKUP_CHUNK = 500  # SQLite caps the number of bound parameters per statement
 
 
+class CacheError(ValueError):
+    """The cache cannot be used; the message names it and the ways out."""
+
+
 class EmbeddingCache:
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS embedding (model TEXT, text TEXT, vector BLOB, PRIMARY KEY (model, text))"
-        )
+        with self._named_errors("cannot be opened"):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=60)
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS embedding (model TEXT, text TEXT, vector BLOB, PRIMARY KEY (model, text))"
+            )
+
+    @contextlib.contextmanager
+    def _named_errors(self, doing: str):
+        """A damaged, read-only or misplaced cache is one clear error, not a sqlite traceback."""
+        try:
+            yield
+        except (sqlite3.Error, OSError) as err:
+            raise CacheError(f"embedding cache {self.path} {doing} ({err}); move or delete it, set "
+                             "CRPO_BENCH_CACHE to another folder, or score with --no-cache") from None
 
     def get(self, model: str, texts: list[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
-        for start in range(0, len(texts), _LOOKUP_CHUNK):
-            part = texts[start : start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(part))
-            rows = self._db.execute(
-                f"SELECT text, vector FROM embedding WHERE model = ? AND text IN ({marks})", [model, *part]
-            )
-            found.update((text, np.frombuffer(blob, dtype=np.float32)) for text, blob in rows)
+        with self._named_errors("cannot be read"):
+            for start in range(0, len(texts), _LOOKUP_CHUNK):
+                part = texts[start : start + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(part))
+                rows = self._db.execute(
+                    f"SELECT text, vector FROM embedding WHERE model = ? AND text IN ({marks})", [model, *part]
+                )
+                found.update((text, np.frombuffer(blob, dtype=np.float32)) for text, blob in rows)
         return found
 
     def put(self, model: str, texts: list[str], vectors: np.ndarray) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
-        with self._db:
+        with self._named_errors("cannot be written"), self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO embedding VALUES (?, ?, ?)",
                 ((model, text, vec.tobytes()) for text, vec in zip(texts, vectors)),

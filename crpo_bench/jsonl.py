@@ -35,23 +35,83 @@ def decode_line(raw: bytes, where: str) -> str:
         raise InputError(f"{where}: not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})") from None
 
 
+# Bounds on every JSONL input, checked as each line is read (before any model loads):
+MAX_LINE_BYTES = 16 * 2**20  # one line (a row of answers); `score /dev/zero` stops at the first line
+MAX_DEPTH = 64  # nesting of objects and lists in a row
+MAX_INTEGER = 2**63  # larger integers are refused (Python's own limit, 4,300 digits, gives a bare error)
+
+
+def bounded_lines(path: Path):
+    """(line number, bytes) of each line of `path`, refusing a line over MAX_LINE_BYTES before
+    reading the rest of it."""
+    with _open_input(path) as f:
+        for lineno in range(1, 2**62):
+            raw = f.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            if len(raw) > MAX_LINE_BYTES:
+                raise InputError(f"{path}:{lineno}: line longer than {MAX_LINE_BYTES // 2**20} MiB (the cap on one "
+                                 "JSONL line)")
+            yield lineno, raw
+
+
+def parse_line(line: str, where: str):
+    """One JSON value, within the bounds above; anything else an InputError naming `where`."""
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{where}: malformed JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise InputError(f"{where}: JSON nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as err:  # an integer of more than 4,300 digits
+        what = "integer too large (more than 2^63 in size)" if "integer" in str(err) else f"unreadable JSON ({err})"
+        raise InputError(f"{where}: {what}") from None
+    problem = out_of_bounds(value)
+    if problem:
+        raise InputError(f"{where}: {problem}")
+    return value
+
+
+def out_of_bounds(value) -> str | None:
+    """What in a parsed JSON value is out of bounds (depth, integer size, a lone surrogate in a
+    string, which UTF-8 output cannot hold), or None. Iterative: depth itself cannot overflow it."""
+    stack = [(value, "", 1)]
+    while stack:
+        item, name, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"JSON nested more than {MAX_DEPTH} levels deep"
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and abs(item) > MAX_INTEGER:
+            return f"field {name or '(row)'!r}: integer too large (more than 2^63 in size)"
+        for text, what in ([(item, "")] if isinstance(item, str) else
+                           [(k, " (a key)") for k in item] if isinstance(item, dict) else []):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                return f"field {name or '(row)'!r}{what}: a lone surrogate (\\u{ord(text[err.start]):04x}) is not text"
+        if isinstance(item, dict):
+            stack += [(v, f"{name}.{k}" if name else str(k), depth + 1) for k, v in item.items()]
+        elif isinstance(item, list):
+            stack += [(v, f"{name}[{i}]", depth + 1) for i, v in enumerate(item)]
+    return None
+
+
 def read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; malformed lines raise InputError."""
+    """(line number, object) for each non-blank line; malformed or out-of-bounds lines raise
+    InputError naming FILE:LINE."""
     path = Path(path)
     records = []
     # Bytes, decoded line by line: a bad byte is reported with its line, not as a bare codec error.
-    with _open_input(path) as lines:
-        for lineno, raw in enumerate(lines, start=1):
-            line = decode_line(raw, f"{path}:{lineno}")
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{lineno}: malformed JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
-            records.append((lineno, record))
+    for lineno, raw in bounded_lines(path):
+        where = f"{path}:{lineno}"
+        line = decode_line(raw, where)
+        if not line.strip():
+            continue
+        record = parse_line(line, where)
+        if not isinstance(record, dict):
+            raise InputError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        records.append((lineno, record))
     return records
 
 

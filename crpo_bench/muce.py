@@ -23,7 +23,7 @@ import math
 import re
 from pathlib import Path
 
-from .jsonl import decode_line, read_jsonl
+from .jsonl import bounded_lines, decode_line, parse_line, read_jsonl
 from .muce_prompts import ENGLISH, full_prompt
 
 HUB_ID = "CNCL-Penn-State/MuCE"
@@ -135,13 +135,12 @@ def read_ocsai(path: str | Path, split: str) -> list[dict]:
     """ocsai lines {"prompt": "<Task> Prompt:<item>\\nResponse:<text>\\nScore:\\n", "completion": "<score>"}
     as MuCE rows of split `split`."""
     rows = []
-    raw = Path(path).read_bytes()
-    for lineno, data in enumerate(raw.split(b"\n"), start=1):  # bytes: a bad byte is named by its line
+    for lineno, data in bounded_lines(Path(path)):  # bytes: a bad byte is named by its line
         line = decode_line(data, f"{path}:{lineno}")
         if not line.strip():
             continue
+        record = parse_line(line, f"{path}:{lineno}")
         try:
-            record = json.loads(line)
             match = OCSAI_LINE.match(record["prompt"])
             score = float(record["completion"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
@@ -264,7 +263,7 @@ def read_rated(source: str | Path, split: str | None = None, config: str | None 
                 first = f.readline()
         try:
             is_ocsai = path.suffix == ".jsonl" and first.strip() and {"prompt", "completion"} <= set(json.loads(first))
-        except (json.JSONDecodeError, TypeError):
+        except (ValueError, TypeError, RecursionError):  # ValueError includes JSONDecodeError
             is_ocsai = False  # read_table names the bad line
         if is_ocsai:
             return _scored(read_ocsai(path, split or "train"), notice)

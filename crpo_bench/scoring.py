@@ -73,6 +73,9 @@ class ScoringConfig:
             raise ValueError(f"tokenizer {self.tokenizer!r}: choose one of {text.TOKENIZERS}")
         if self.surprise_scope not in surprise.SCOPES:
             raise ValueError(f"surprise scope {self.surprise_scope!r}: choose one of {surprise.SCOPES}")
+        cap = self.max_response_chars
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError(f"max_response_chars {cap!r}: a positive number of characters (or None for no cap)")
 
 
 PROFILES = ("offline", "paper")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -120,3 +121,139 @@ def test_theme_labels_of_a_corpus_past_the_budget_use_linear_memory(monkeypatch)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert len(labels) == 3000 and peak < 3000 * 2999 // 2 * 8 / 4  # well under the condensed matrix (36 MB)
+
+
+# 8, 12, 15, 19: bounded input, refused with FILE:LINE before any model loads.
+@pytest.mark.parametrize("line, message", [
+    ('{"response": "hello \\ud800 world"}', r"rows\.jsonl:2: field 'response': a lone surrogate \(\\ud800\)"),
+    ('{"response": "x", "meta": ' + "[" * 3000 + "]" * 3000 + "}", r"rows\.jsonl:2: JSON nested more than 64 levels"),
+    ('{"response": "x", "n": ' + "9" * 5000 + "}", r"rows\.jsonl:2: integer too large"),
+    ('{"response": "x", "n": 1' + "0" * 25 + "}", r"rows\.jsonl:2: field 'n': integer too large"),
+])
+def test_out_of_bounds_rows_stop_before_any_model_loads(tmp_path, line, message):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"response": "a fine answer"}\n' + line + "\n")
+    proc = crpo_bench("score", rows, "-o", tmp_path / "out.jsonl", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and re.search(message, proc.stderr), proc.stderr
+    assert "Traceback" not in proc.stderr and "Loading weights" not in proc.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_deeply_nested_validate_data_is_named(tmp_path):
+    data = tmp_path / "rated.jsonl"
+    data.write_text('{"TasksNamesFull": "Poems", "Prompt": "x", "Set": "Test", "x": ' + "[" * 3000 + "]" * 3000
+                    + "}\n")
+    proc = crpo_bench("validate", "--data", data, "--scorers", "length", "--plot", tmp_path / "v.png", cwd=tmp_path)
+    assert proc.returncode == 2 and "rated.jsonl:1: JSON nested more than 64 levels deep" in proc.stderr, proc.stderr
+
+
+def test_an_endless_line_is_refused_not_read_into_memory(tmp_path):
+    proc = crpo_bench("score", "/dev/zero", "-o", tmp_path / "out.jsonl", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "/dev/zero:1: line longer than 16 MiB" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("value", ["-30", "0"])
+def test_a_non_positive_length_cap_is_refused(tmp_path, value):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"response": "a fine answer"}\n')
+    proc = crpo_bench("score", rows, "-o", tmp_path / "out.jsonl", "--max-response-chars", value, cwd=tmp_path)
+    assert proc.returncode == 2 and f"max_response_chars {value}: a positive number" in proc.stderr, proc.stderr
+
+
+# 9. Resume reads a scores/partitions file torn inside a UTF-8 character.
+def test_noveltybench_resumes_after_a_line_torn_inside_a_utf8_character(tmp_path):
+    from crpo_bench.cli import main
+    from test_noveltybench import write_generations
+
+    gens = [{"id": f"p-{k}", "prompt": "Name a dish.", "generations": [f"{w} 料理 {k}" for w in "abcdefghij"]}
+            for k in range(2)]
+    write_generations(tmp_path / "run", gens)
+    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 0
+    for name in ("partitions.jsonl", "scores.jsonl"):
+        path = tmp_path / "run" / name
+        data = path.read_bytes()
+        cut = data.rindex("料".encode()) + 1  # inside the last line's last 料
+        path.write_bytes(data[:cut])
+    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 0
+    assert [json.loads(line)["id"] for line in (tmp_path / "run" / "scores.jsonl").read_text().splitlines()] == \
+        ["p-0", "p-1"]
+
+
+# 10. A broken or unusable cache is one clear line naming it and the way out.
+@pytest.mark.parametrize("damage", ["not a database", "a folder where the file should be", "read-only folder"])
+def test_an_unusable_cache_is_named_with_the_way_out(tmp_path, damage):
+    cache = tmp_path / "cache" / "embeddings.sqlite"
+    cache.parent.mkdir()
+    if damage == "not a database":
+        cache.write_bytes(b"this is not sqlite" * 100)
+    elif damage == "a folder where the file should be":
+        cache.mkdir()
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        cache.parent.chmod(0o555)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"response": "a brick as a doorstop"}\n{"response": "a brick as a bookend"}\n')
+    proc = crpo_bench("score", rows, "-o", tmp_path / "out.jsonl", "--metrics", "diversity", cwd=tmp_path,
+                      env={"CRPO_BENCH_CACHE": str(cache.parent)})
+    assert proc.returncode == 2, proc.stderr
+    assert f"embedding cache {cache}" in proc.stderr and "--no-cache" in proc.stderr and "CRPO_BENCH_CACHE" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# 13, 14: a full disk and Ctrl-C end with one line and the right exit code; nothing half-written.
+def test_a_full_disk_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys, embedder):
+    import errno
+
+    from crpo_bench.cli import main
+    from crpo_bench.commands import score
+
+    def full(path, rows):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(score, "write_jsonl_atomic", full)
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"response": "a brick as a doorstop"}\n')
+    assert main(["score", str(rows), "-o", str(tmp_path / "out.jsonl"), "--metrics", "dsi", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "crpo-bench score: error: no space left on the device" in err and str(tmp_path / "out.jsonl") in err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    """A real SIGINT while scoring: no traceback, no output file."""
+    import signal
+    import time
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"response": f"answer number {k} about bricks"}) + "\n" for k in range(4000)))
+    proc = subprocess.Popen([str(BIN / "crpo-bench"), "score", str(rows), "-o", str(tmp_path / "out.jsonl"),
+                             "--metrics", "diversity", "--no-cache"], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    time.sleep(12)  # models loaded, embedding under way
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert "crpo-bench score: interrupted" in err and "Traceback" not in err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+# 16, 17: validate checks its plot path before the work, says the name it writes, and names an empty folder.
+def test_validate_checks_the_plot_path_first_and_names_the_file_it_writes(tmp_path):
+    data = tmp_path / "rated.jsonl"
+    shutil.copy(ROOT / "examples" / "muce_mini.jsonl", data)
+    proc = crpo_bench("validate", "--data", data, "--scorers", "length", "--plot", tmp_path / "nowhere" / "v.png",
+                      cwd=tmp_path)
+    assert proc.returncode == 2 and "no such directory (the folder of the plot" in proc.stderr, proc.stderr
+    (tmp_path / "in").mkdir()
+    proc = crpo_bench("validate", "--data", data, "--scorers", "length", "--plot", tmp_path / "in" / "adir",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"plot: {tmp_path / 'in' / 'adir.png'}" in proc.stdout and (tmp_path / "in" / "adir.png").is_file()
+
+
+def test_validate_on_an_empty_folder_is_exit_2(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = crpo_bench("validate", "--data", tmp_path / "empty", "--plot", tmp_path / "v.png", cwd=tmp_path)
+    assert proc.returncode == 2 and "holds neither a saved DatasetDict nor per-split files" in proc.stderr
+    assert "Traceback" not in proc.stderr

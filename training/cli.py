@@ -160,23 +160,25 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(HELP)
         return 0 if argv else 2
-    try:
-        if argv[0] == "accelerate-config":
-            print(accelerate_config(argv[1] if len(argv) > 1 else ""))
-            return 0
-        if argv[0] in ("pairs", "score"):
-            args = data_parser().parse_args(argv)
-            return run_pairs(args) if args.verb == "pairs" else run_score(args)
-        from .recipe import train
+    from crpo_bench.cli import run_verb
 
-        out = train(argv[0], argv[1:])
-        merged = out / "merged"
-        print(f"saved {out}; evaluate with: lm_eval --model hf --model_args pretrained="
-              f"{merged if merged.is_dir() else out} --tasks muce_aut --apply_chat_template")
+    return run_verb("crpo-train", lambda: dispatch(argv))
+
+
+def dispatch(argv: list[str]) -> int:
+    if argv[0] == "accelerate-config":
+        print(accelerate_config(argv[1] if len(argv) > 1 else ""))
         return 0
-    except (ValueError, FileNotFoundError) as err:
-        print(f"crpo-train: error: {err}", file=sys.stderr)
-        return 2
+    if argv[0] in ("pairs", "score"):
+        args = data_parser().parse_args(argv)
+        return run_pairs(args) if args.verb == "pairs" else run_score(args)
+    from .recipe import train
+
+    out = train(argv[0], argv[1:])
+    merged = out / "merged"
+    print(f"saved {out}; evaluate with: lm_eval --model hf --model_args pretrained="
+          f"{merged if merged.is_dir() else out} --tasks muce_aut --apply_chat_template")
+    return 0
 
 
 if __name__ == "__main__":

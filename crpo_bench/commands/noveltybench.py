@@ -104,12 +104,13 @@ def read_appended(path: Path) -> tuple[list[dict], bool]:
     if not path.exists():
         return [], False
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    # bytes, split on newlines: a line torn inside a UTF-8 character is a torn line like any other
+    for line in path.read_bytes().split(b"\n"):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return records, True
         if not isinstance(record, dict) or "id" not in record:
             return records, True

@@ -33,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from ..scoring import Scorer, ScoringConfig
     from ..validity import validity
 
+    from ..jsonl import check_writable
+
+    # matplotlib adds .png to a name without a suffix: say the name it will have, and check it now
+    args.plot = args.plot if args.plot.suffix else args.plot.with_name(args.plot.name + ".png")
+    check_writable(args.plot, "plot")
     rows = muce.read_rated(args.data, "val" if args.data == "hub" else None)  # a local file is used whole
     if not rows:
         raise ValueError(f"{args.data}: no rated answers")
