@@ -7,7 +7,9 @@ CI runs a few examples per command; CRPO_FUZZ_EXAMPLES=500 runs the long search.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -40,13 +42,27 @@ def row(keys: list[str]):
         lambda d: st.dictionaries(st.text(max_size=6), values, max_size=2).map(lambda extra: {**extra, **d}))
 
 
+def hostile(keys: list[str]):
+    """The classes the hardening issue found (issue 23): a lone surrogate in a field, nesting
+    thousands deep, integers of thousands of digits, a line torn inside a UTF-8 character."""
+    key = st.sampled_from(keys + ["x"])
+    return st.one_of(
+        key.map(lambda k: f'{{"{k}": "a \\ud800 b"}}'.encode()),
+        st.sampled_from([b'{"x": "\\udfff"}', b'{"\\ud83d": 1}']),
+        st.tuples(key, st.integers(70, 5000)).map(lambda kd: f'{{"{kd[0]}": {"[" * kd[1]}{"]" * kd[1]}}}'.encode()),
+        st.tuples(key, st.integers(20, 6000)).map(lambda kd: f'{{"{kd[0]}": 1{"0" * kd[1]}}}'.encode()),
+        key.map(lambda k: f'{{"{k}": "料理"}}'.encode()[:-4]),  # torn after the first byte of 理
+    )
+
+
 def line(keys: list[str]):
-    """One input line: a JSON object, another JSON value, broken JSON, bad UTF-8, or blank."""
+    """One input line: a JSON object, another JSON value, broken JSON, bad UTF-8, blank, or hostile."""
     return st.one_of(
         row(keys).map(lambda d: json.dumps(d).encode()),
         values.map(lambda v: json.dumps(v).encode()),
         st.binary(max_size=20),
         st.sampled_from([b"", b"{not json", b"\xff\xfe\x00", b"[1, 2", b"null"]),
+        hostile(keys),
     )
 
 
@@ -84,15 +100,29 @@ def snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def run_guarded(tmp: Path, given_input: Path, out_dir: Path, call) -> int:
-    """Call a command; check it exits 0/1/2, changed no input and wrote only into out_dir."""
+OUTCOMES: dict[str, dict[int, int]] = {}  # command -> exit code -> count: the run's summary
+SENTINEL = "sentinel-written-by-the-user.txt"
+
+
+def run_guarded(tmp: Path, given_input: Path, out_dir: Path, call, name: str = "", sentinel_in: Path | None = None) -> int:
+    """Call a command; check it exits 0/1/2 with no traceback, changed no input, wrote only
+    into out_dir and left the user's sentinel file in its output folder as it was."""
+    folder = sentinel_in or out_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SENTINEL).write_text("mine")
     before = snapshot(tmp)
-    code = call()
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = call()
     after = snapshot(tmp)
     assert code in (0, 1, 2), code
+    assert "Traceback" not in err.getvalue(), err.getvalue()[-2000:]
+    assert (folder / SENTINEL).read_text() == "mine", "the user's file in the output folder was touched"
     assert after.get(given_input.name) == before.get(given_input.name), "the input file changed"
     outside = {k for k in after if k not in before and not (tmp / k).resolve().is_relative_to(out_dir.resolve())}
     assert not outside, f"files written outside the output folder: {outside}"
+    counts = OUTCOMES.setdefault(name or given_input.name, {})
+    counts[code] = counts.get(code, 0) + 1
     return code
 
 
@@ -122,7 +152,7 @@ def input_and_out(work: Path, name: str, filename: str, data: bytes) -> tuple[Pa
 def test_score_survives_any_input(work, data):
     tmp, src, out = input_and_out(work, "score", "in.jsonl", data)
     run_guarded(tmp, src, out, lambda: crpo_bench(["score", str(src), "-o", str(out / "s.jsonl"), "--metrics",
-                                                   "ngram_diversity", "--quiet"]))
+                                                   "ngram_diversity", "--quiet"]), "score")
     if (out / "s.jsonl").exists():  # whatever was written is strict JSON
         for text in (out / "s.jsonl").read_text().split("\n"):
             if text:
@@ -133,7 +163,8 @@ def test_score_survives_any_input(work, data):
 @given(data=files(["TasksNamesFull", "Prompt", "Response", "facsco_grm_scaled", "Set", "Language", "Dataset"], 5))
 def test_crpo_train_pairs_survives_any_input(work, data):
     tmp, src, out = input_and_out(work, "pairs", "muce.jsonl", data)
-    run_guarded(tmp, src, out, lambda: crpo_train(["pairs", "--data", str(src), "--out", str(out / "pairs")]))
+    run_guarded(tmp, src, out, lambda: crpo_train(["pairs", "--data", str(src), "--out", str(out / "pairs")]),
+                "crpo-train pairs", sentinel_in=out / "pairs")
 
 
 RESULTS = {"results": {"muce_aut": {"alias": "muce_aut", "novelty,samples": 0.1, "novelty_stderr,samples": 0.01}},
@@ -151,7 +182,7 @@ def test_check_survives_any_baseline(work, baseline, as_bytes):
     out = tmp / "none"
     out.mkdir()
     run_guarded(tmp, src, out, lambda: crpo_bench(["check", "--baseline", str(src), "--results",
-                                                   str(tmp / "results")]))
+                                                   str(tmp / "results")]), "check")
 
 
 @FUZZ
@@ -169,7 +200,7 @@ def test_leaderboard_survives_any_results(work, result, model, metric_value):
     out = tmp / "board"
     out.mkdir()
     run_guarded(tmp / "results" / "m", src, out,
-                lambda: crpo_bench(["leaderboard", "--results", str(tmp / "results"), "--out", str(out)]))
+                lambda: crpo_bench(["leaderboard", "--results", str(tmp / "results"), "--out", str(out)]), "leaderboard")
 
 
 @FUZZ
@@ -181,7 +212,7 @@ def test_noveltybench_survives_any_input(work, data):
     src = out / "generations.jsonl"
     src.write_bytes(data)
     run_guarded(out, src, out, lambda: crpo_bench(["noveltybench", "--eval-dir", str(out), "--equivalence",
-                                                   "unigram"]))
+                                                   "unigram"]), "noveltybench")
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +268,17 @@ def test_noveltybench_scores_any_well_formed_file(work, rows):
     src = out / "generations.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert run_guarded(out, src, out, lambda: crpo_bench(["noveltybench", "--eval-dir", str(out), "--equivalence",
-                                                          "unigram"])) == 0
+                                                          "unigram"]), "noveltybench (well-formed)") == 0
     summary = json.loads((out / "summary.json").read_text(),
                          parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert 1 <= summary["mean_distinct"] <= 10
+
+
+def test_zz_fuzz_summary(capsys):
+    """The run's outcomes per command, shown in the test output (runs last: file order)."""
+    assert OUTCOMES, "no fuzz case ran"
+    lines = [f"{name}: " + ", ".join(f"exit {code} x{n}" for code, n in sorted(counts.items()))
+             for name, counts in sorted(OUTCOMES.items())]
+    with capsys.disabled():
+        print(f"\nfuzz summary ({EXAMPLES} examples per command; no tracebacks, sentinels intact):\n  "
+              + "\n  ".join(lines))
