@@ -215,11 +215,53 @@ def _spelled(value: float) -> str:
     return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
 
 
+def rounded(value: float, stderr: float | None) -> str:
+    """'value ± stderr' to the precision the standard error supports: the error to two
+    significant digits, the value to the same decimal place (0.05494 ± 0.005392 ->
+    0.0549 ± 0.0054); without a usable error, four significant digits."""
+    if stderr is None or not finite(stderr) or stderr <= 0:
+        return f"{value:.4g}" + (f" ± {stderr:.2g}" if stderr == 0 else "")
+    places = max(0, 1 - math.floor(math.log10(stderr)))  # the decimal place of the second digit
+    return f"{value:.{places}f} ± {stderr:.{places}f}"
+
+
 def _cell(e: Entry, rank: int | None, mark: str) -> str:
     if not finite(e.value):
         return f"{_spelled(e.value)} (not ranked)"
-    se = f" ± {e.stderr:.4g}" if e.stderr is not None else ""
-    return f"{e.value:.4g}{se} ({rank}){' ' + mark if mark else ''}"
+    return f"{rounded(e.value, e.stderr)} ({rank}){' ' + mark if mark else ''}"
+
+
+def win_rates(entries: list[Entry]) -> dict[str, tuple[float, int]]:
+    """model -> (mean win rate, columns), as HELM ranks: in each (task, metric) column of the
+    leaderboard with at least two models, a model's win rate is the share of the other
+    models it beats there (ties count half); the overall figure is its mean over the columns
+    it appears in. Models that share no column with another get none."""
+    columns = set(registry.leaderboard_columns())
+    found: dict[str, list[float]] = {}
+    for (_, metric), group in _by_task_metric(entries).items():
+        group = [e for e in group if finite(e.value) and e.higher_is_better is not None]
+        if metric not in columns or len(group) < 2:
+            continue
+        sign = 1 if group[0].higher_is_better else -1
+        for e in group:
+            beaten = sum((sign * e.value > sign * o.value) + 0.5 * (e.value == o.value) for o in group if o is not e)
+            found.setdefault(e.model, []).append(beaten / (len(group) - 1))
+    return {model: (sum(rates) / len(rates), len(rates)) for model, rates in found.items()}
+
+
+OVERALL_RULE = ("Overall: mean win rate (as HELM ranks models): in each task's leaderboard column with at least "
+                "two models, a model's win rate is the share of the other models it beats (ties count half); "
+                "the mean is over the columns the model appears in, counted in the last column. Higher is better.")
+
+
+def overall_table(entries: list[Entry]) -> tuple[list[str], list[list[str]]] | None:
+    rates = win_rates(entries)
+    if not rates:
+        return None
+    baselines = {e.model for e in entries if e.baseline}
+    order = sorted(rates, key=lambda m: (-rates[m][0], m))
+    rows = [[m, "baseline" if m in baselines else "model", f"{rates[m][0]:.2f}", str(rates[m][1])] for m in order]
+    return ["model", "kind", "mean win rate", "columns"], rows
 
 
 def task_tables(entries: list[Entry]) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -269,6 +311,12 @@ def markdown(entries: list[Entry], notes: list[str] = ()) -> str:
 
     notes = [md_escape(n) for n in notes]
     parts = ["# crpo-bench leaderboard", "", LEGEND, "", *(f"Note: {n}." for n in notes), *([""] if notes else [])]
+    overall = overall_table(entries)
+    if overall:
+        header, rows = overall
+        table = tabulate([[md_escape(c) for c in row] for row in rows], header, tablefmt="github",
+                         disable_numparse=True)
+        parts += ["## Overall", "", table, "", OVERALL_RULE, ""]
     for task, (header, rows) in task_tables(entries).items():
         cells = [[md_escape(c) for c in row] for row in rows]
         # disable_numparse: a model named "1.50" stays "1.50", not the number 1.5
@@ -377,6 +425,13 @@ for (const table of document.querySelectorAll('table.board')) {
 def page(entries: list[Entry], notes: list[str] = ()) -> str:
     index = _index(entries)
     sections = []
+    overall = overall_table(entries)
+    if overall:
+        header, rows = overall
+        head = "".join(f"<th title='click to sort'>{html.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+        sections.append(f"<section><h2>Overall</h2><table class='board'><thead><tr>{head}</tr></thead>"
+                        f"<tbody>{body}</tbody></table><p class='note'>{html.escape(OVERALL_RULE)}</p></section>")
     for task, (header, rows) in task_tables(entries).items():
         head = "".join(f"<th title='click to sort'>{html.escape(h)}</th>" for h in header)
         body = []

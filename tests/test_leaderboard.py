@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from crpo_bench import leaderboard
@@ -59,10 +60,15 @@ def test_leaderboard_command_writes_table_and_page(tmp_path):
     proc = cli("leaderboard", "--results", tmp_path / "results", "--out", tmp_path / "board", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
-    assert "| crpo    | model    | 0.13 ± 0.005 (1) ▲ | 0.74 ± 0.02 (2) | 27 ± 0.5 (3) ▼ |" in md
-    assert "| claude  | baseline | 0.09 ± 0.004 (3)" in md
+    task = md[md.index("## muce_aut"):]
+    # values to the precision of their standard error (two significant digits of it)
+    assert "| crpo    | model    | 0.1300 ± 0.0050 (1) ▲ | 0.740 ± 0.020 (2) | 27.00 ± 0.50 (3) ▼ |" in task
+    assert "| claude  | baseline | 0.0900 ± 0.0040 (3)" in task
+    # overall: crpo beats 2 of 2 on novelty, 1 of 2 on diversity, 0 of 2 on originality -> 0.50
+    overall = md[md.index("## Overall"):md.index("## muce_aut")]
+    assert "| crpo    | model    | 0.50            | 3         |" in overall and leaderboard.OVERALL_RULE in overall
     page = (tmp_path / "board" / "index.html").read_text()
-    assert page.count("<tr>") == 4 and page.count("<svg") == 3  # header + 3 models; 2 scatters + profile
+    assert page.count("<tr>") == 8 and page.count("<svg") == 3  # (header + 3 models) x 2 tables; 2 scatters + profile
 
 
 def test_bad_results_name_the_file(tmp_path):
@@ -341,7 +347,7 @@ def test_leaderboard_escapes_names_in_both_outputs(tmp_path):
     proc = cli("leaderboard", "--results", results, "--out", tmp_path / "board", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
-    table = [line for line in md.splitlines() if line.startswith("|")]
+    table = [line for line in md[md.index("## muce_aut"):].splitlines() if line.startswith("|")]
     assert len(table) == 2 + len(ODD)  # header, rule, one row per model: no row split by a newline
     unescaped_pipes = [len(re.findall(r"(?<!\\)\|", line)) for line in table]
     assert set(unescaped_pipes) == {6}  # model, kind, 3 metrics: 5 cells, 6 separators, on every line
@@ -350,7 +356,7 @@ def test_leaderboard_escapes_names_in_both_outputs(tmp_path):
     assert "<b>" not in md
 
     page = (tmp_path / "board" / "index.html").read_text()
-    assert page.count("<tr>") == 1 + len(ODD) and page.count("<svg") == 3
+    assert page.count("<tr>") == 2 * (1 + len(ODD)) and page.count("<svg") == 3  # overall and task tables
     assert "<b>x" not in page and "&lt;b&gt;x&lt;/b&gt; &amp; y" in page and "m$\\bad$" in page
 
 
@@ -399,9 +405,42 @@ def test_non_finite_values_are_shown_not_blank(tmp_path):
     md = (tmp_path / "board" / "LEADERBOARD.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
     assert "NaN (not ranked)" in rows["crpo"] and "-Infinity (not ranked)" in rows["claude"]
-    assert "0.1 ± 0.004 (1)" in rows["gpt-4o"]  # ranked among the finite values only
-    assert "27 ± 0.5 (2) ▼" in rows["crpo"]  # originality: 30 and 27 ranked; claude's -Infinity is not
+    assert "0.1000 ± 0.0040 (1)" in rows["gpt-4o"]  # ranked among the finite values only
+    assert "27.00 ± 0.50 (2) ▼" in rows["crpo"]  # originality: 30 and 27 ranked; claude's -Infinity is not
     assert "Note: 2 value(s) are not finite numbers" in md
     page = (tmp_path / "board" / "index.html").read_text()
     assert "NaN (not ranked)" in page and "-Infinity (not ranked)" in page and "2 value(s) are not finite" in page
     assert "data-value='nan'" not in page and page.count("<svg") == 3
+
+
+@pytest.mark.parametrize("value, stderr, shown", [
+    (0.05494, 0.005392, "0.0549 ± 0.0054"), (27.0, 0.5, "27.00 ± 0.50"), (1234.5, 12.3, "1234 ± 12"),
+    (0.7, 0.02, "0.700 ± 0.020"), (3.14159, None, "3.142"), (2.0, 0.0, "2 ± 0"), (0.5, float("nan"), "0.5"),
+])
+def test_cells_are_rounded_to_the_precision_of_their_standard_error(value, stderr, shown):
+    assert leaderboard.rounded(value, stderr) == shown
+
+
+def test_mean_win_rate_against_a_brute_force_count():
+    rng = np.random.default_rng(0)
+    entries = [leaderboard.Entry(m, t, metric, float(rng.integers(0, 4)), None, metric != "perplexity", False)
+               for m in "abcd" for t in ("t1", "t2") for metric in ("novelty", "diversity", "perplexity")
+               if not (m == "d" and t == "t2")]
+    entries.append(leaderboard.Entry("e", "t3", "novelty", 1.0, None, True, False))  # alone in its column
+    rates = leaderboard.win_rates(entries)
+    assert "e" not in rates
+    columns = {c for c in leaderboard.registry.leaderboard_columns()}
+    for model in "abcd":
+        wins = []
+        for t in ("t1", "t2"):
+            for metric in ("novelty", "diversity", "perplexity"):
+                if metric not in columns:
+                    continue
+                mine = [e for e in entries if (e.model, e.task, e.metric) == (model, t, metric)]
+                others = [e for e in entries if e.task == t and e.metric == metric and e.model != model]
+                if not mine:
+                    continue
+                sign = 1 if mine[0].higher_is_better else -1
+                wins.append(sum(1.0 if sign * mine[0].value > sign * o.value else 0.5 if mine[0].value == o.value
+                                else 0.0 for o in others) / len(others))
+        assert rates[model] == pytest.approx((sum(wins) / len(wins), len(wins)))
