@@ -13,6 +13,8 @@ openai:, anthropic: and gemini: take @URL or --base-url too (a proxy, a test ser
 API models are baselines on the leaderboard. Their key is read from the environment and
 set on the model object in memory; it is never put into model_args, which lm-eval
 writes out. A provider's own variable (OPENAI_API_KEY, ...) goes only to its own host.
+An endpoint URL that may hold a credential (user info, a query, a fragment) is refused,
+and redirects of API calls are never followed (the key header would go with them).
 
 NAME becomes a folder under --out, so it must be a safe file name (NAME_RULE); an
 unsafe NAME is refused, never rewritten. A name derived from WHAT (a hub id, ...) has
@@ -25,6 +27,8 @@ skips pairs whose results file exists.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 import logging
 import re
@@ -36,6 +40,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .jsonl import write_jsonl_atomic, write_text_atomic
 from .lmeval_hook import tasks_dir
+
+log = logging.getLogger(__name__)
 
 OPENAI_CHAT_URL = "https://api.openai.com/v1/chat/completions"
 KEY_ENV = "OPENAI_API_KEY"  # the default key, sent only to OpenAI's own endpoint
@@ -241,7 +247,7 @@ def _api_spec(name: str | None, what: str, spec: str, base_url: str | None, api:
         provider = PROVIDERS[prefix]
         url = (url if at else None) or base_url
         if not url and provider.url is None:
-            raise BenchError(f"model {_shown(spec)!r}: an api: model needs an endpoint, api:MODEL@URL or --base-url URL")
+            raise BenchError(f"model {spec!r}: an api: model needs an endpoint, api:MODEL@URL or --base-url URL")
         url = provider.endpoint(url, model) if url else provider.url
         args, lm_eval_model = dict(model=model, base_url=url, **api), provider.lm_eval_model
     derived = _safe_name(model)
@@ -390,6 +396,194 @@ def _litellm_per_call(lm, api_key: str | None, timeout: int) -> None:
     lm._create_payload = create_payload
 
 
+class ApiError(Exception):
+    """An API request that failed, said in one line: the status and the start of the body,
+    a timeout, a cut-off or non-JSON answer, an answer without choices."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds, from a 429/503's Retry-After header
+
+
+class ApiRefused(ApiError):
+    """A failure no retry mends: a redirect, an HTTP 4xx other than 408, 409, 425 and 429."""
+
+
+RETRIED_4XX = {408, 409, 425, 429}
+
+
+def _excerpt(body: bytes | str, limit: int = 200) -> str:
+    """The start of a response body on one line, keys blanked."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = " ".join(redact(text).split())
+    return text[:limit] + ("..." if len(text) > limit else "") or "(empty body)"
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:  # an HTTP date: the usual backoff instead
+        return None
+
+
+def _check_status(status: int, headers, body: bytes, number: str) -> None:
+    if 300 <= status < 400:
+        # never followed: the key header would go wherever the Location points (aiohttp and
+        # requests strip only Authorization on a redirect to another host, not x-api-key)
+        location = re.sub(r"//[^/]*@", "//...@", re.sub(r"[?#].*", "?...", headers.get("Location") or "(none)"))
+        raise ApiRefused(f"request {number}: the endpoint answered HTTP {status}, a redirect to {location}; "
+                         "crpo-bench does not follow redirects of API calls (the key would go with them): give "
+                         "the final URL as the endpoint")
+    if status >= 400:
+        message = f"request {number}: HTTP {status}: {_excerpt(body)}"
+        if status < 500 and status not in RETRIED_4XX:
+            raise ApiRefused(message)
+        raise ApiError(message, _retry_after(headers.get("Retry-After")))
+
+
+def _anthropic_generations(outputs: dict) -> list[str]:
+    """One answer per Messages reply: its text blocks joined (lm-eval's parser gives one
+    answer per block, which misaligns answers and prompts when a reply has two or none)."""
+    return ["".join(b.get("text") or "" for b in outputs["content"] if isinstance(b, dict) and b.get("type") == "text")]
+
+
+def _answers(lm, spec: ModelSpec, number: str, prompts: int, body: bytes, generate: bool, messages, ctxlen):
+    """The answers of one reply, or an ApiError that says what is wrong with it."""
+    from lm_eval.models.api_models import LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER
+
+    try:
+        outputs = json.loads(body)
+    except ValueError:
+        raise ApiError(f"the answer to request {number} is not JSON: {_excerpt(body)}") from None
+    if not isinstance(outputs, dict):
+        raise ApiError(f"the answer to request {number} is a JSON {type(outputs).__name__}, not an object")
+    if not generate:
+        return lm.parse_logprobs(outputs=outputs, tokens=messages, ctxlens=ctxlen)
+    error = f" (error: {_excerpt(json.dumps(outputs['error']))})" if outputs.get("error") else ""
+    if spec.provider == "anthropic":
+        if not isinstance(outputs.get("content"), list):
+            raise ApiError(f"{spec.provider} returned no content for request {number}{error}")
+        answers = _anthropic_generations(outputs)
+    else:
+        choices = outputs.get("choices")
+        if not isinstance(choices, list) or not choices:
+            what = "an empty choices list" if isinstance(choices, list) else "no choices"
+            raise ApiError(f"{spec.provider} returned {what} for request {number}{error}")
+        answers = lm.parse_generations(outputs=outputs)
+    if len(answers) != prompts:
+        raise ApiError(f"{spec.provider} returned {len(answers)} answers for request {number}, which had "
+                       f"{prompts} prompt(s)")
+    return [LMEVAL_MODEL_NONE_ANSWER_PLACEHOLDER if a is None else a for a in answers]
+
+
+async def _post(lm, spec: ModelSpec, session, number: str, messages, generate: bool, ctxlen, kwargs: dict):
+    """One HTTP request of lm-eval's TemplateAPI, without following redirects."""
+    import aiohttp
+
+    payload = lm._create_payload(lm.create_message(messages), generate=generate, seed=lm._seed,
+                                 **copy.deepcopy(kwargs))
+    try:
+        async with session.post(lm.base_url, json=payload, headers=lm.header, allow_redirects=False) as response:
+            body = await response.read()
+            status, headers = response.status, response.headers
+    except TimeoutError:  # aiohttp's total timeout, the session's ClientTimeout
+        raise ApiError(f"no answer to request {number} within --timeout {lm.timeout} s") from None
+    except aiohttp.ClientPayloadError as err:
+        raise ApiError(f"the answer to request {number} was cut off ({_excerpt(str(err))})") from None
+    except aiohttp.ClientError as err:
+        raise ApiError(f"request {number} failed: {type(err).__name__}: {_excerpt(str(err))}") from None
+    _check_status(status, headers, body, number)
+    return _answers(lm, spec, number, len(messages), body, generate, messages, ctxlen)
+
+
+async def _with_retries(call, spec: ModelSpec, attempts: int, number: str):
+    """`call()`, retried with lm-eval's backoff (1, 1, 2, 4, 8, 10 s ...; a Retry-After
+    header's wait, up to 60 s) until `attempts` tries have failed; an ApiRefused is not retried."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await call()
+        except ApiRefused:
+            raise
+        except Exception as err:  # noqa: BLE001 -- retried, and said in one line at the end
+            message = str(err) if isinstance(err, ApiError) else f"request {number}: {type(err).__name__}: {err}"
+            if attempt >= attempts:
+                tries = f" (tried {attempt} times)" if attempt > 1 else ""
+                raise ApiError(redact(message) + tries) from None
+            wait = getattr(err, "retry_after", None)
+            wait = min(wait, 60.0) if wait is not None else max(1.0, min(10.0, 0.5 * 2 ** (attempt - 1)))
+            log.warning("model %s: %s; retry %d of %d in %.0f s", spec.name, message, attempt, attempts - 1, wait)
+            await asyncio.sleep(wait)
+
+
+async def _all_or_none(coroutines: list) -> list:
+    """The results of `coroutines`, run as tasks; when one fails, the others are cancelled
+    and awaited before its error is raised, so no task's exception goes unretrieved
+    (asyncio's "Task exception was never retrieved" tracebacks at exit)."""
+    from tqdm.auto import tqdm
+
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        with tqdm(total=len(tasks), desc="Requesting API") as bar:
+            for next_done in asyncio.as_completed(tasks):
+                await next_done
+                bar.update()
+        return [t.result() for t in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _harden_requests(lm, spec: ModelSpec) -> None:
+    """Every request of an API model goes through crpo-bench's own batch runner instead of
+    lm-eval's (TemplateAPI.get_batched_requests, and model_call for one request at a time):
+    no redirect is followed, a failed reply is said in one line (an empty `choices` list
+    is an error, not a misaligned zip), and when one request fails for good its siblings are
+    cancelled and awaited. `--concurrency` is the number of requests in flight."""
+    from lm_eval.models.utils import chunks
+
+    limit = max(1, int(spec.model_args.get("num_concurrent") or 1))
+    attempts = max(1, int(spec.model_args.get("max_retries") or 1))
+    http = spec.provider != "litellm"
+    if http:
+        lm._concurrent = max(2, lm._concurrent)  # lm-eval's batched branch, which calls get_batched_requests
+
+    async def get_batched_requests(requests: list, cache_keys: list, *, generate: bool = True,
+                                   ctxlens: list | None = None, **kwargs) -> list:
+        import aiohttp
+
+        batches = list(zip(chunks(requests, n=lm._batch_size), chunks(cache_keys, n=lm._batch_size),
+                           chunks(ctxlens or [None] * len(requests), n=lm._batch_size)))
+        sem = asyncio.Semaphore(limit)
+        method = "generate_until" if generate else "loglikelihood"
+
+        async def one(index: int, messages, keys, ctxlen):
+            number = f"{index + 1} of {len(batches)}"
+            async with sem:
+                if http:
+                    answers = await _with_retries(
+                        lambda: _post(lm, spec, session, number, messages, generate, ctxlen, kwargs),
+                        spec, attempts, number)
+                else:  # LiteLLM's own call (and cache hook), under our semaphore
+                    return await _with_retries(
+                        lambda: lm.amodel_call(session=None, sem=asyncio.Semaphore(1), messages=messages,
+                                               cache_keys=keys, generate=generate, ctxlens=ctxlen,
+                                               **copy.deepcopy(kwargs)),
+                        spec, attempts, number)
+            for answer, key in zip(answers, keys or []):
+                lm.cache_hook.add_partial(method, key, answer)
+            return answers
+
+        connector = aiohttp.TCPConnector(limit=limit, ssl=lm.verify_certificate)
+        async with aiohttp.ClientSession(connector=connector,
+                                         timeout=aiohttp.ClientTimeout(total=lm.timeout)) as session:
+            return await _all_or_none([one(i, *batch) for i, batch in enumerate(batches)])
+
+    lm.get_batched_requests = get_batched_requests
+
+
 def build_lm(spec: ModelSpec, api_key: str | None = None):
     """lm-eval's model. An API model's key is set here, on the object in memory: lm-eval
     itself would send OPENAI_API_KEY (or an empty bearer token) to every endpoint."""
@@ -406,6 +600,8 @@ def build_lm(spec: ModelSpec, api_key: str | None = None):
         # TemplateAPI.header is a cached_property, so the instance attribute wins; without a
         # key no Authorization / x-api-key header is sent at all
         lm.header = _key_header(spec, lm, api_key)
+    if spec.baseline:
+        _harden_requests(lm, spec)
     return lm
 
 
@@ -421,7 +617,9 @@ def evaluate_pair(lm, spec: ModelSpec, task: str, limit: int | None, gen_kwargs:
         )
     except Exception as err:
         where = f" at {spec.base_url}" if spec.base_url else ""
-        raise BenchError(redact(f"model {spec.name}{where}, task {task}: {type(err).__name__}: {err}")) from err
+        what = str(err) if isinstance(err, ApiError) else f"{type(err).__name__}: {err}"
+        # one line: the CLI prints it as its one error line
+        raise BenchError(redact(" ".join(f"model {spec.name}{where}, task {task}: {what}".split()))) from err
 
 
 def write_pair(out: Path, spec: ModelSpec, task: str, evaluation: dict) -> Path:
