@@ -6,12 +6,13 @@ import argparse
 import errno
 import sys
 
-from .commands import check, equivalence, leaderboard, models, noveltybench, originality, run, score, serve, validate
+from .commands import (check, equivalence, import_published, leaderboard, models, noveltybench, originality, run,
+                       score, serve, validate)
 from .jsonl import InputError
 from .models import ModelLoadError
 
 VERBS = {"score": score, "serve": serve, "noveltybench": noveltybench, "originality": originality,
-         "equivalence": equivalence, "models": models,
+         "equivalence": equivalence, "models": models, "import": import_published,
          "validate": validate, "run": run, "leaderboard": leaderboard, "check": check}
 
 

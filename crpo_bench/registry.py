@@ -157,6 +157,14 @@ register(Metric("prompt_diversity", ("prompt_diversity",), scope="prompt", score
                 reported_by=(MUCE, NOVELTYBENCH), description="diversity with one corpus per prompt"))
 register(Metric("distinct", ("distinct",), scope="prompt", scorer=False, reported_by=(NOVELTYBENCH,),
                 leaderboard=("distinct",), description="NoveltyBench: equivalence classes per prompt"))
+# As published with a NoveltyBench run (`crpo-bench import`): the reference judge's figures,
+# never mixed into the columns crpo-bench measures itself. No task reports them.
+register(Metric("distinct_reported", ("distinct_reported",), scope="prompt", scorer=False, reported_by=(),
+                leaderboard=("distinct_reported",),
+                description="NoveltyBench as published: the reference judge's classes per prompt"))
+register(Metric("utility_reported", ("utility_reported",), scope="prompt", scorer=False, reported_by=(),
+                leaderboard=("utility_reported",),
+                description="NoveltyBench as published: the reference reward model's utility"))
 register(Metric("utility", ("utility",), scope="prompt", scorer=False, needs=("reward_model",),
                 reported_by=(NOVELTYBENCH,), leaderboard=("utility",),
                 description="NoveltyBench: patience-weighted quality of the first member of each class"))
