@@ -316,7 +316,7 @@ def test_noveltybench_command_runs_offline_with_the_surrogate(tmp_path):
     gens = ["Toyota Camry."] * 5 + ["Honda CR-V."] * 2 + ["The first thing to check is the **battery**. " * 20] * 3
     (run / "generations.jsonl").write_text(json.dumps({"id": "p", "prompt": "A car?", "generations": gens}) + "\n")
     assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "surrogate"]) == 0
-    record = json.loads((run / "partitions.jsonl").read_text())
+    record = json.loads((run / "v1.1" / "partitions.jsonl").read_text())
     model, tokenizer = es.SurrogateModel.load(es.packaged_path()), minilm_tokenizer()
     from crpo_bench.scoring import Scorer, ScoringConfig
 
@@ -325,7 +325,7 @@ def test_noveltybench_command_runs_offline_with_the_surrogate(tmp_path):
     expected = linkage_expected(gens, model, views)
     assert record["partition"] == expected and record["num_classes"] == max(expected) + 1
     assert record["partition"][7] == record["partition"][8] == record["partition"][9]  # identical texts
-    assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == \
+    assert json.loads((run / "v1.1" / "noveltybench_settings.json").read_text())["equivalence"] == \
         "surrogate/equivalence-surrogate-v3"
 
 
@@ -369,7 +369,7 @@ def test_commands_and_tasks_partition_by_the_surrogates_own_loop(tmp_path, monke
     (run / "generations.jsonl").write_text(json.dumps({"id": "p", "prompt": "A colour?",
                                                        "generations": LOOP_GENERATIONS}) + "\n")
     assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "surrogate"]) == 0
-    assert json.loads((run / "partitions.jsonl").read_text())["partition"] == [0] * 10
+    assert json.loads((run / "v1.1" / "partitions.jsonl").read_text())["partition"] == [0] * 10
 
     settings = lmeval.resolve_settings({"lm": "none"}, kind="noveltybench")
     key = json.dumps(settings, sort_keys=True)

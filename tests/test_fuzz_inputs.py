@@ -269,7 +269,7 @@ def test_noveltybench_scores_any_well_formed_file(work, rows):
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert run_guarded(out, src, out, lambda: crpo_bench(["noveltybench", "--eval-dir", str(out), "--equivalence",
                                                           "unigram"]), "noveltybench (well-formed)") == 0
-    summary = json.loads((out / "summary.json").read_text(),
+    summary = json.loads((out / "v1.1" / "summary.json").read_text(),
                          parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     assert 1 <= summary["mean_distinct"] <= 10
 

@@ -170,12 +170,12 @@ def test_noveltybench_resumes_after_a_line_torn_inside_a_utf8_character(tmp_path
     write_generations(tmp_path / "run", gens)
     assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 0
     for name in ("partitions.jsonl", "scores.jsonl"):
-        path = tmp_path / "run" / name
+        path = tmp_path / "run" / "v1.1" / name
         data = path.read_bytes()
         cut = data.rindex("料".encode()) + 1  # inside the last line's last 料
         path.write_bytes(data[:cut])
     assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 0
-    assert [json.loads(line)["id"] for line in (tmp_path / "run" / "scores.jsonl").read_text().splitlines()] == \
+    assert [json.loads(line)["id"] for line in (tmp_path / "run" / "v1.1" / "scores.jsonl").read_text().splitlines()] == \
         ["p-0", "p-1"]
 
 

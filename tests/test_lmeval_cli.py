@@ -134,6 +134,6 @@ def test_noveltybench_curated_in_lm_eval_then_the_noveltybench_command(tmp_path,
                            str(samples_file), "--equivalence", "unigram", "--reward-model", str(tiny_reward_folder)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads((tmp_path / "nb" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "nb" / "v1.1" / "summary.json").read_text())
     assert summary["mean_distinct"] == pytest.approx(task["distinct,samples"])
     assert summary["mean_utility"] == pytest.approx(task["utility,samples"])

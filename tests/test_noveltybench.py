@@ -160,15 +160,15 @@ GENS = [
 
 def test_noveltybench_command_writes_every_file(tmp_path, tiny_reward_folder, capsys):
     write_generations(tmp_path / "run", GENS)
-    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram",
+    assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--version", "1.0", "--equivalence", "unigram",
                  "--reward-model", str(tiny_reward_folder)]) == 0
-    partitions = [json.loads(x) for x in (tmp_path / "run" / "partitions.jsonl").read_text().splitlines()]
+    partitions = [json.loads(x) for x in (tmp_path / "run" / "v1.0" / "partitions.jsonl").read_text().splitlines()]
     # colors: unigram has no short-text rule; ROUGE-1 tokens are lowercased and drop punctuation,
     # so "Blue." joins "Blue"
     assert partitions[0]["partition"] == [0, 0, 1, 2, 0, 1, 3, 0, 4, 2]
     assert partitions[0]["num_classes"] == 5 and partitions[0]["distinct"] == 4
     assert partitions[1]["partition"] == [0, 0, 1, 2, 2, 2, 2, 2, 2, 2]
-    scores = [json.loads(x) for x in (tmp_path / "run" / "scores.jsonl").read_text().splitlines()]
+    scores = [json.loads(x) for x in (tmp_path / "run" / "v1.0" / "scores.jsonl").read_text().splitlines()]
     for row, part in zip(scores, partitions):
         assert set(row) >= {"id", "prompt", "generations", "partition", "distinct", "generation_scores",
                             "partition_scores", "utility", "novelty", "diversity"}
@@ -176,8 +176,9 @@ def test_noveltybench_command_writes_every_file(tmp_path, tiny_reward_folder, ca
         assert row["utility"] == pytest.approx(nb.utility(row["generation_scores"]))
         assert [s > 0 for s in row["generation_scores"]] == [
             part["partition"][i] not in part["partition"][:i] for i in range(10)]
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "run" / "v1.0" / "summary.json").read_text())
     assert summary["mean_distinct"] == pytest.approx(4.0) and summary["num_prompts"] == 2
+    assert summary["version"] == "1.0"
     assert summary["mean_utility"] == pytest.approx((scores[0]["utility"] + scores[1]["utility"]) / 2)
     assert summary["distinct"] == summary["mean_distinct"] and summary["utility"] == summary["mean_utility"]
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["mean_distinct"] == pytest.approx(4.0)
@@ -186,16 +187,16 @@ def test_noveltybench_command_writes_every_file(tmp_path, tiny_reward_folder, ca
 def test_without_reward_model_utility_is_unavailable_not_a_number(tmp_path):
     write_generations(tmp_path / "run", GENS[:1])
     assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 0
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "run" / "v1.1" / "summary.json").read_text())
     assert summary["mean_utility"] is None and "no reward model" in summary["utility_unavailable"]
-    row = json.loads((tmp_path / "run" / "scores.jsonl").read_text())
+    row = json.loads((tmp_path / "run" / "v1.1" / "scores.jsonl").read_text())
     assert row["utility"] is None and row["generation_scores"] is None
 
 
 def test_resume_skips_finished_prompts_and_redoes_a_torn_line(tmp_path, monkeypatch):
     write_generations(tmp_path / "run", GENS)
     assert main(["noveltybench", "--eval-dir", str(tmp_path / "run"), "--equivalence", "unigram"]) == 0
-    partitions = tmp_path / "run" / "partitions.jsonl"
+    partitions = tmp_path / "run" / "v1.1" / "partitions.jsonl"
     first, second = partitions.read_text().splitlines(keepends=True)
     partitions.write_text(first + second[: len(second) // 2])  # crash in the middle of prompt 2
     seen = []
@@ -237,8 +238,8 @@ def test_editing_one_prompts_generations_redoes_that_prompt_and_the_summary(tmp_
     run = tmp_path / "run"
     write_generations(run, GENS)
     assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "unigram"]) == 0
-    assert json.loads((run / "summary.json").read_text())["mean_distinct"] == pytest.approx(4.0)  # 5 and 3 classes
-    untouched = read_lines(run / "partitions.jsonl")[1]
+    assert json.loads((run / "v1.1" / "summary.json").read_text())["mean_distinct"] == pytest.approx(4.0)  # 5 and 3 classes
+    untouched = read_lines(run / "v1.1" / "partitions.jsonl")[1]
 
     edited = [dict(GENS[0], generations=["Red"] * 10), GENS[1]]
     write_generations(run, edited)
@@ -247,25 +248,26 @@ def test_editing_one_prompts_generations_redoes_that_prompt_and_the_summary(tmp_
     monkeypatch.setattr(nb, "partition", lambda gens, eq: seen.append(gens[0]) or real(gens, eq))
     assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "unigram"]) == 0
     assert seen == ["Red"]  # only the edited prompt is partitioned again
-    partitions, scores = read_lines(run / "partitions.jsonl"), read_lines(run / "scores.jsonl")
+    partitions, scores = read_lines(run / "v1.1" / "partitions.jsonl"), read_lines(run / "v1.1" / "scores.jsonl")
     assert sorted(r["id"] for r in partitions) == sorted(r["id"] for r in scores) == ["p-1", "p-2"]  # one record each
     by_id = {r["id"]: r for r in partitions}
     assert by_id["p-1"]["partition"] == [0] * 10 and by_id["p-1"]["generations"] == ["Red"] * 10
     assert by_id["p-2"] == untouched
     assert {r["id"]: r["num_classes"] for r in scores} == {"p-1": 1, "p-2": 3}
-    assert json.loads((run / "summary.json").read_text())["mean_distinct"] == pytest.approx(2.0)
+    assert json.loads((run / "v1.1" / "summary.json").read_text())["mean_distinct"] == pytest.approx(2.0)
 
 
 def test_a_reference_partition_of_other_generations_is_redone(tmp_path):
-    """A partitions.jsonl without our hash (the reference's) counts only while its generations are the current ones."""
+    """A partitions.jsonl without our hash (the reference's) counts only while its generations are the current ones.
+    The reference's v1.0 files lie flat in the eval dir, as an older crpo-bench's did: --version 1.0 reads them."""
     run = tmp_path / "run"
     write_generations(run, GENS)
     old = {"id": "p-1", "prompt": GENS[0]["prompt"], "generations": ["x"] * 10, "partition": [0] * 10, "distinct": 0}
     kept = {"id": "p-2", "prompt": GENS[1]["prompt"], "generations": GENS[1]["generations"],
             "partition": [0] * 10, "distinct": 0}
     (run / "partitions.jsonl").write_text(json.dumps(old) + "\n" + json.dumps(kept) + "\n")
-    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "unigram"]) == 0
-    by_id = {r["id"]: r for r in read_lines(run / "partitions.jsonl")}
+    assert main(["noveltybench", "--eval-dir", str(run), "--version", "1.0", "--equivalence", "unigram"]) == 0
+    by_id = {r["id"]: r for r in read_lines(run / "v1.0" / "partitions.jsonl")}
     assert by_id["p-1"]["partition"] == [0, 0, 1, 2, 0, 1, 3, 0, 4, 2]  # recomputed from the current generations
     assert by_id["p-2"] == kept  # used as it is
 
@@ -278,18 +280,23 @@ def test_a_run_that_fails_before_any_result_does_not_lock_the_settings(tmp_path,
     assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "classifier",
                  "--classifier", str(tmp_path / "no-such-classifier")]) == 2
     assert "cannot load the equivalence classifier" in capsys.readouterr().err
-    assert not (run / "noveltybench_settings.json").exists()
+    assert not (run / "v1.1" / "noveltybench_settings.json").exists()
     assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "unigram"]) == 0
-    assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == "unigram"
+    assert json.loads((run / "v1.1" / "noveltybench_settings.json").read_text())["equivalence"] == "unigram"
 
 
 def test_a_settings_file_without_results_does_not_bind(tmp_path):
     """A folder left by the earlier version: settings written, no result ever produced."""
     run = tmp_path / "run"
     write_generations(run, GENS[:1])
-    (run / "noveltybench_settings.json").write_text(json.dumps({"equivalence": "classifier"}))
+    for folder in (run, run / "v1.1"):  # the flat layout of older versions, and the versioned one
+        folder.mkdir(exist_ok=True)
+        (folder / "noveltybench_settings.json").write_text(json.dumps({"equivalence": "classifier"}))
     assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "unigram"]) == 0
-    assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == "unigram"
+    assert json.loads((run / "v1.1" / "noveltybench_settings.json").read_text())["equivalence"] == "unigram"
+    assert main(["noveltybench", "--eval-dir", str(run), "--version", "1.0", "--equivalence", "unigram"]) == 0
+    assert json.loads((run / "v1.0" / "noveltybench_settings.json").read_text())["equivalence"] == "unigram"
+    assert json.loads((run / "noveltybench_settings.json").read_text())["equivalence"] == "classifier"  # left alone
 
 
 def test_the_default_equivalence_works_offline():
@@ -345,8 +352,9 @@ def test_summary_matches_the_reference_formulas_on_the_reference_gemini_files(tm
     write_generations(run, [{"id": r["id"], "prompt": r["prompt"], "generations": r["generations"]} for r in ref])
     fields = ("id", "prompt", "model", "generations", "partition", "distinct")  # as the reference partition step writes
     (run / "partitions.jsonl").write_text("".join(json.dumps({k: r[k] for k in fields}) + "\n" for r in ref))
-    # classifier, as the reference; never loaded, since every prompt is already partitioned
-    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "classifier",
+    # classifier, as the reference; never loaded, since every prompt is already partitioned (the
+    # reference's v1.0 files lie flat in the eval dir, which --version 1.0 reads)
+    assert main(["noveltybench", "--eval-dir", str(run), "--version", "1.0", "--equivalence", "classifier",
                  "--reward-model", "stub-reward-model"]) == 0
 
     # brute force, by the reference's formulas
@@ -363,14 +371,14 @@ def test_summary_matches_the_reference_formulas_on_the_reference_gemini_files(tm
     mean_distinct, mean_utility = sum(classes) / len(ref), sum(utilities) / len(ref)
     assert abs(mean_distinct - 1.80) < 1e-9  # the figure in the data README
 
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / "v1.0" / "summary.json").read_text())
     assert summary["num_prompts"] == 50
     assert abs(summary["mean_distinct"] - mean_distinct) < 1e-9
     assert abs(summary["mean_utility"] - mean_utility) < 1e-9
     # the reference summary's own expressions over the reference's stored fields
     assert abs(summary["mean_distinct"] - sum(len(r["partition_scores"]) for r in ref) / len(ref)) < 1e-9
     assert abs(summary["mean_utility"] - sum(r["utility"] for r in ref) / len(ref)) < 1e-9
-    ours = [json.loads(line) for line in (run / "scores.jsonl").read_text().splitlines()]
+    ours = [json.loads(line) for line in (run / "v1.0" / "scores.jsonl").read_text().splitlines()]
     assert [r["id"] for r in ours] == [r["id"] for r in ref]
     for mine, theirs in zip(ours, ref):
         assert mine["partition"] == theirs["partition"]
