@@ -15,6 +15,9 @@ set on the model object in memory; it is never put into model_args, which lm-eva
 writes out. A provider's own variable (OPENAI_API_KEY, ...) goes only to its own host.
 An endpoint URL that may hold a credential (user info, a query, a fragment) is refused,
 and redirects of API calls are never followed (the key header would go with them).
+A sampling parameter an API does not take (SAMPLING_ACCEPTED: OpenAI's and Gemini's take no
+top_k or typical_p) is not sent, and each result records per decoding setting what was asked,
+sent and dropped.
 
 NAME becomes a folder under --out, so it must be a safe file name (NAME_RULE); an
 unsafe NAME is refused, never rewritten. A name derived from WHAT (a hub id, ...) has
@@ -191,6 +194,119 @@ PROVIDERS = {
                           "ANTHROPIC_API_KEY", messages_url, "x-api-key"),
     "api": Provider("local-chat-completions", None, None, None),
 }
+
+
+# What each API accepts, in ONE table: the sampling parameters (what a decoding setting or
+# --gen-kwargs sets beyond the fields lm-eval's client builds for that API itself) that each
+# provider documents. A parameter missing here is not sent to that provider, and the result
+# records it, per decoding setting (decoding_record). `api:` endpoints (any OpenAI-compatible
+# server, e.g. vLLM's, which takes top_k) and local models get everything as given.
+SAMPLING_ACCEPTED: dict[str, frozenset[str]] = {
+    # OpenAI Chat Completions (platform.openai.com/docs/api-reference/chat/create): temperature,
+    # top_p, seed, n, presence_penalty, frequency_penalty, logit_bias, logprobs, top_logprobs,
+    # besides max_tokens / max_completion_tokens and stop. No top_k and no typical_p: a request
+    # carrying either is refused with HTTP 400 "Unrecognized request argument supplied: top_k".
+    # (The paper's own code ran its OpenAI baselines this way: its setting 3 became T 0.7, top-p 1.)
+    "openai": frozenset({"temperature", "top_p", "seed", "n", "presence_penalty", "frequency_penalty",
+                         "logit_bias", "logprobs", "top_logprobs"}),
+    # Gemini's OpenAI-compatible endpoint (ai.google.dev/gemini-api/docs/openai): OpenAI's
+    # chat-completions fields, mapped onto generationConfig: temperature, top_p, seed, n,
+    # presence_penalty, frequency_penalty, besides max_tokens / max_completion_tokens and stop.
+    # No top_k (generationConfig.topK is not among the compatible fields), no typical_p.
+    "gemini": frozenset({"temperature", "top_p", "seed", "n", "presence_penalty", "frequency_penalty"}),
+    # Anthropic Messages (docs.anthropic.com/en/api/messages): temperature, top_p, top_k, besides
+    # max_tokens, stop_sequences, system and metadata. No typical_p and no seed: unknown fields
+    # are refused with HTTP 400.
+    "anthropic": frozenset({"temperature", "top_p", "top_k"}),
+}
+# litellm:PROVIDER/MODEL takes OpenAI's request shape and maps it onto PROVIDER's API: the
+# table row of PROVIDER where there is one, OpenAI's for any other (a model without PROVIDER/
+# is an OpenAI model to LiteLLM).
+LITELLM_ROUTES = {"openai": "openai", "azure": "openai", "anthropic": "anthropic", "gemini": "gemini"}
+# Fields lm-eval's client builds for each API from max_gen_toks and until (max_tokens or
+# max_completion_tokens, stop or stop_sequences) and the message itself: always sent.
+REQUEST_FIELDS = frozenset({"model", "messages", "system", "stream", "max_tokens", "max_completion_tokens", "stop",
+                            "stop_sequences"})
+# The "not used" values of the paper's explicit neutral settings (top_k 0 is off; transformers
+# would apply top-k 50 without it) and an empty stop list: an API applies no such default, so
+# leaving the field out is the same setting, and these are never sent to a provider of the table
+# (Anthropic documents top_k but not what 0 means; OpenAI refuses an empty stop array).
+OFF_VALUES = {"top_k": (0, None), "typical_p": (1, None), "stop": ([],)}
+# A dropped parameter with one of these values leaves the decoding setting as it was asked.
+NEUTRAL_VALUES = {**OFF_VALUES, "top_p": (1, None), "seed": (None,), "min_p": (0, None),
+                  "repetition_penalty": (1, None), "presence_penalty": (0, None), "frequency_penalty": (0, None)}
+# generation settings that lm-eval's client turns into the API's own fields (REQUEST_FIELDS):
+# not sampling parameters, so not in a decoding record
+LMEVAL_BUILT = frozenset({"do_sample", "max_gen_toks", "max_tokens", "until"})
+
+
+def accepted_parameters(spec: "ModelSpec") -> frozenset[str] | None:
+    """The sampling parameters `spec`'s API accepts (SAMPLING_ACCEPTED); None: all, as given
+    (local models and `api:` endpoints)."""
+    if not spec.baseline:
+        return None
+    if spec.provider == "litellm":
+        route, slash, _ = str(spec.model_args.get("model", "")).partition("/")
+        return SAMPLING_ACCEPTED[LITELLM_ROUTES.get(route if slash else "openai", "openai")]
+    return SAMPLING_ACCEPTED.get(spec.provider or "")
+
+
+def _off(name: str, value, values: dict) -> bool:
+    return name in values and not isinstance(value, bool) and any(
+        value == v and (v is None) == (value is None) for v in values[name])
+
+
+def split_parameters(params: dict, accepted: frozenset[str] | None) -> tuple[dict, dict]:
+    """(sent, dropped) of a request's fields or a decoding setting: what `accepted` (a row of
+    SAMPLING_ACCEPTED) does not name, and the OFF_VALUES, are dropped; None: all is sent."""
+    if accepted is None:
+        return dict(params), {}
+    sent, dropped = {}, {}
+    for name, value in params.items():
+        keep = not _off(name, value, OFF_VALUES) and (name in REQUEST_FIELDS or name in accepted)
+        (sent if keep else dropped)[name] = value
+    return sent, dropped
+
+
+def decoding_record(spec: "ModelSpec", config: dict, gen_kwargs: dict | None = None) -> list[dict]:
+    """What each decoding setting of a task asked for and what was sent to `spec`'s API:
+    [{"setting": 1.., "asked", "sent", "dropped": [names], "neutral"}], `neutral` true where
+    every dropped value leaves the setting as asked (top_k 0, typical_p 1, seed null). A task
+    without `metadata.decoding` has one setting, its generation_kwargs. `gen_kwargs` (the run's
+    --gen-kwargs) win over every setting, as the tasks lay them."""
+    accepted = accepted_parameters(spec)
+    generation = dict(config.get("generation_kwargs") or {})
+    decoding = (config.get("metadata") or {}).get("decoding") or [{}]
+    records = []
+    for number, setting in enumerate(decoding, 1):
+        asked = {k: v for k, v in {**generation, **setting, **(gen_kwargs or {})}.items() if k not in LMEVAL_BUILT}
+        sent, dropped = split_parameters(asked, accepted)
+        records.append({"setting": number, "asked": asked, "sent": sent, "dropped": sorted(dropped),
+                        "neutral": all(_off(k, v, NEUTRAL_VALUES) for k, v in dropped.items())})
+    return records
+
+
+def _send_only_accepted(lm, accepted: frozenset[str] | None) -> None:
+    """Every request of an API model leaves out what its provider does not accept
+    (split_parameters over the whole request lm-eval built)."""
+    if accepted is None:
+        return
+    create = lm._create_payload
+
+    def create_payload(*args, **kwargs):
+        return split_parameters(create(*args, **kwargs), accepted)[0]
+
+    lm._create_payload = create_payload
+
+
+# Named protocols of `crpo-bench run --protocol`: the MuCE template of API baselines and of
+# checkpoints (local and vllm: models). "paper": the CrPO paper asked its baselines with `scr`
+# and its own models with `default` (experiments/evaluation/inference_lm.sh).
+PROTOCOLS = {"paper": {"baseline": "scr", "checkpoint": "default"}}
+
+
+def protocol_template(protocol: str, spec: "ModelSpec") -> str:
+    return PROTOCOLS[protocol]["baseline" if spec.baseline else "checkpoint"]
 
 
 def default_key_env(spec: "ModelSpec") -> str | None:
@@ -594,6 +710,7 @@ def build_lm(spec: ModelSpec, api_key: str | None = None):
             check_extra(backend, spec.name)
     keep_secret(api_key)
     lm = get_model(spec.lm_eval_model).create_from_arg_obj(dict(spec.model_args))
+    _send_only_accepted(lm, accepted_parameters(spec))  # before LiteLLM's key and timeout are laid on
     if spec.provider == "litellm":
         _litellm_per_call(lm, api_key, spec.model_args.get("timeout", 120))
     elif spec.baseline:
@@ -622,16 +739,40 @@ def evaluate_pair(lm, spec: ModelSpec, task: str, limit: int | None, gen_kwargs:
         raise BenchError(redact(" ".join(f"model {spec.name}{where}, task {task}: {what}".split()))) from err
 
 
-def write_pair(out: Path, spec: ModelSpec, task: str, evaluation: dict) -> Path:
+def _one_or_each(values: dict):
+    """A value shared by every task of a result as itself, else the task -> value map (None if none)."""
+    distinct = {json.dumps(v, sort_keys=True) for v in values.values()}
+    return next(iter(values.values())) if len(distinct) == 1 else (values or None)
+
+
+def write_pair(out: Path, spec: ModelSpec, task: str, evaluation: dict, gen_kwargs: dict | None = None) -> Path:
+    """`task`'s result (a group such as muce_paper: each of its tasks) with what crpo-bench knows:
+    the model, the MuCE template (and protocol) of the row, and per task and decoding setting what
+    was asked, sent and dropped (`dropped_settings`; the settings where something was dropped also
+    go into each task's metric card). `gen_kwargs`: the run's --gen-kwargs."""
     from lm_eval.utils import handle_non_serializable
 
     samples = evaluation.pop("samples", {}) or {}
-    card = ((evaluation.get("configs", {}).get(task) or {}).get("metadata") or {}).get("card")
+    configs = evaluation.get("configs", {}) or {}
+    dropped, templates, protocols = {}, {}, {}
+    for name, config in configs.items():
+        dropped[name] = decoding_record(spec, config, gen_kwargs)
+        card = (config.get("metadata") or {}).get("card")
+        if isinstance(card, dict):
+            card["dropped_settings"] = [r for r in dropped[name] if r["dropped"]]
+            templates[name] = card.get("row_template") or card.get("template")
+            protocols[name] = card.get("protocol")
+    card = ((configs.get(task) or {}).get("metadata") or {}).get("card")
     evaluation["crpo_bench"] = {"model": spec.name, "kind": spec.kind, "baseline": spec.baseline, "task": task,
-                                "model_args": dict(spec.model_args), "card": card}
+                                "model_args": dict(spec.model_args), "template": _one_or_each(templates),
+                                "protocol": _one_or_each(protocols),
+                                "accepted_parameters": sorted(a) if (a := accepted_parameters(spec)) else None,
+                                "dropped_settings": dropped, "card": card}
     path = result_path(out, spec.name, task)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [json.loads(json.dumps(s, default=handle_non_serializable)) for s in samples.get(task, [])]
+    # a group's samples are its tasks' (each sample's doc names its task)
+    rows = [json.loads(json.dumps(s, default=handle_non_serializable))
+            for s in (samples[task] if task in samples else [s for each in samples.values() for s in each])]
     write_jsonl_atomic(_inside(out, path.with_suffix(".samples.jsonl")), rows)
     # the results file last: its presence marks the pair as done
     write_text_atomic(path, json.dumps(evaluation, indent=2, default=handle_non_serializable) + "\n")

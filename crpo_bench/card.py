@@ -74,6 +74,10 @@ def metric_card(config, surprise: bool = True, **protocol) -> dict:
         "originality_model": Path(originality).name, "originality_fingerprint": folder_fingerprint(originality),
         "max_response_chars": getattr(config, "max_response_chars", None),
         "corpus": None, "samples_per_prompt": None, "template": None,
+        # recorded, not compared: under a named protocol `template` is `protocol:<name>` and each
+        # row's own template is `row_template` (lmeval.settings.card_template); `crpo-bench run`
+        # adds the decoding settings whose parameters the model's API did not take
+        "protocol": None, "row_template": None, "dropped_settings": None,
         **protocol,
         "versions": {p: _version(p) for p in ("crpo-bench", "lm_eval", "transformers", "torch",
                                               "sentence-transformers")},

@@ -40,3 +40,13 @@ def serve(handler_class) -> tuple:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_class)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server, server.server_address[1]
+
+
+def openai_unrecognized_argument(name: str) -> bytes:
+    """OpenAI's exact HTTP 400 body for a request field its Chat Completions API does not take
+    (top_k, typical_p, ...)."""
+    import json
+
+    return json.dumps({"error": {"message": f"Unrecognized request argument supplied: {name}",
+                                 "type": "invalid_request_error", "param": None, "code": None}},
+                      indent=2).encode()

@@ -21,6 +21,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--limit", type=int, help="documents per task (smoke runs, demos)")
     p.add_argument("--gen-kwargs", help="generation settings for every task, JSON, e.g. '{\"max_gen_toks\": 64}'")
     p.add_argument("--metadata", help="task settings, JSON (muce_data, lm, reward_model, ...); see README")
+    p.add_argument("--template", nargs="+", action="extend", metavar="[NAME=]TEMPLATE",
+                   help="MuCE template (default, scr, short_response, constrained_response) of every model, "
+                        "or NAME=TEMPLATE of one model of the run (e.g. gpt=scr); recorded per result")
+    p.add_argument("--protocol", choices=tuple(bench.PROTOCOLS),
+                   help="a named protocol: paper = template scr for API baselines, default for checkpoints "
+                        "(the paper's comparison); the cards record it, so its rows rank in one table")
     p.add_argument("--profile", choices=("offline", "paper"),
                    help="scoring profile of every task (metadata key profile); default offline")
     p.add_argument("--trust-remote-code", action="store_true",
@@ -114,6 +120,43 @@ def _parse_specs(args) -> list:
     return specs
 
 
+def _templates(args, specs, metadata: dict) -> dict[str | None, str]:
+    """--template as {model name or None (every model): template}, checked before any work."""
+    from ..muce_prompts import TEMPLATES
+
+    given = args.template or []
+    if "protocol" in metadata:  # the card's compared template follows it: set only with the templates it names
+        raise bench.BenchError("--metadata: protocol is set by --protocol NAME, which gives each model its template")
+    if args.protocol and (given or "template" in metadata):
+        where = "--template" if given else "--metadata's template"
+        raise bench.BenchError(f"--protocol {args.protocol} gives each model its template "
+                               f"({bench.PROTOCOLS[args.protocol]}); {where} would contradict it: "
+                               "give one or the other")
+    names = {s.name for s in specs}
+    templates: dict[str | None, str] = {}
+    for text in given:
+        name, eq, template = text.rpartition("=")
+        key = name if eq else None
+        if template not in TEMPLATES:
+            raise bench.BenchError(f"--template {text!r}: MuCE template {template!r}: choose one of "
+                                   f"{', '.join(TEMPLATES)}")
+        if eq and name not in names:
+            raise bench.BenchError(f"--template {text!r}: no model named {name!r} in this run "
+                                   f"(models: {', '.join(sorted(names))})")
+        if key in templates and templates[key] != template:
+            raise bench.BenchError(f"--template: two templates for {name or 'every model'!r}")
+        templates[key] = template
+    return templates
+
+
+def _model_metadata(metadata: dict, spec, templates: dict, protocol: str | None) -> dict:
+    """The task metadata of one model: its template (--template NAME=, --template, --protocol)."""
+    if protocol:
+        return {**metadata, "template": bench.protocol_template(protocol, spec), "protocol": protocol}
+    template = templates.get(spec.name, templates.get(None))
+    return {**metadata, "template": template} if template else metadata
+
+
 def run(args) -> int:
     from tqdm.auto import tqdm
 
@@ -125,10 +168,20 @@ def run(args) -> int:
     for task in args.tasks:  # before any model is resolved
         bench.check_name("task", task, "--tasks")
     specs = _parse_specs(args)
+    templates = _templates(args, specs, metadata)
     keys = _api_keys(specs, args.api_key_env)
     out = Path(args.out)
     todo = bench.plan(specs, args.tasks, out)
     manager = bench.task_manager(metadata)
+    managers = {json.dumps(metadata, sort_keys=True, default=str): manager}  # one per model metadata (template)
+
+    def manager_of(spec):
+        meta = _model_metadata(metadata, spec, templates, args.protocol)
+        key = json.dumps(meta, sort_keys=True, default=str)
+        if key not in managers:
+            managers[key] = bench.task_manager(meta)
+        return managers[key]
+
     unknown = [t for t in args.tasks if t not in manager.all_tasks]
     if unknown:
         raise bench.BenchError(f"unknown task(s) {unknown}; crpo-bench has {len(manager.all_tasks)} tasks, "
@@ -148,9 +201,9 @@ def run(args) -> int:
             for task in by_model[spec.name]:
                 bar.set_postfix_str(f"{spec.name} / {task}")
                 start = time.perf_counter()
-                evaluation = bench.evaluate_pair(lm, spec, task, args.limit, gen_kwargs, manager,
+                evaluation = bench.evaluate_pair(lm, spec, task, args.limit, gen_kwargs, manager_of(spec),
                                                  chat_template=spec.baseline or not args.no_chat_template)
-                path = bench.write_pair(out, spec, task, evaluation)
+                path = bench.write_pair(out, spec, task, evaluation, gen_kwargs)
                 tqdm.write(f"{spec.name} / {task}: {time.perf_counter() - start:.0f} s -> {path}")
                 bar.update()
             del lm

@@ -84,6 +84,17 @@ def answer_metrics(settings: dict) -> tuple[str, ...]:
     return registry.answer_metrics(settings["kind"], available_models(settings))
 
 
+def card_template(template: str, protocol: str | None) -> dict:
+    """The card fields of a MuCE task's template. `template` is compared (COMPARED_FIELDS): a
+    template name, or under a named protocol (`protocol` in the metadata; `crpo-bench run
+    --protocol paper`, which gives each model its template) `protocol:<name>`, the same on
+    every row of that protocol, so its rows rank in one table; each row then names the template
+    it was asked with in `row_template` (recorded, not compared)."""
+    if not protocol:
+        return {"template": template}
+    return {"template": f"protocol:{protocol}", "protocol": protocol, "row_template": template}
+
+
 def task_card(settings: dict, metadata: dict, repeats: int) -> dict:
     """The metric card of one task: scorer settings, corpus, samples per prompt, template."""
     protocol = {"profile": settings["profile"], "corpus": settings["corpus"],
@@ -91,6 +102,6 @@ def task_card(settings: dict, metadata: dict, repeats: int) -> dict:
     if settings["kind"] == registry.NOVELTYBENCH:
         protocol["equivalence"] = noveltybench.recorded_backend(settings["equivalence"])
     else:
-        protocol["template"] = muce_template(metadata.get("template"))
+        protocol.update(card_template(muce_template(metadata.get("template")), metadata.get("protocol")))
     surprise = settings["lm"] != "none" and settings["kind"] == registry.MUCE
     return metric_card(scorer_config(settings), surprise=surprise, **protocol)
