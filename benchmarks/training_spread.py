@@ -10,7 +10,7 @@ embeddings multiplied element-wise by (1 + noise * N(0, 1)) (seeded, then made u
 again), `--runs` times, and prints what the reproduction tests compare:
 
 - surrogate: the chosen setting and threshold, and the mean ARI of the retrained model's
-  partitions against the packaged model's on the calibration prompts;
+  partitions against the packaged model's on the published runs' prompts;
 - originality: the chosen ridge strengths, and the largest and mean absolute difference of
   predictions from the packaged v3 on every fifth validation answer (10-50 scale).
 
@@ -27,7 +27,10 @@ from pathlib import Path
 import numpy as np
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CALIBRATION = SHARED / "noveltybench" / "gemini-1.5-pro-curated-calibration.jsonl"
+NB = SHARED / "noveltybench"
+PUBLISHED = (NB / "published/2025-03-27_gemini-1.5-pro/nb-curated/scores.jsonl",
+             NB / "published/2025-11-21_CrPO-llama-3.1-8b-instruct-cre/nb-curated/scores.jsonl")
+PAIRS = NB / "equivalence/train.jsonl"  # the packaged surrogate's training data, with PUBLISHED
 
 
 def perturbed(vectors: np.ndarray, noise: float, seed: int) -> np.ndarray:
@@ -55,21 +58,26 @@ def surrogate_spread(runs: int, noise: float) -> None:
     from crpo_bench.models import minilm_tokenizer
     from crpo_bench.scoring import Scorer, ScoringConfig
 
-    rows = et.read_partitions(CALIBRATION)
-    texts = [g for r in rows for g in r["generations"]]
+    sources = {et.source_name(f): et.read_partitions(f) for f in PUBLISHED}
+    sources["train"] = et.read_pairs(PAIRS)
+    texts = [g for rows in sources.values() for r in rows for g in r["generations"]]
     scorer, tokenizer = Scorer(ScoringConfig()), minilm_tokenizer()
     packaged = es.SurrogateModel.load(es.packaged_path())
-    plain = [et.Prompt(r, es.make_views(texts, lambda t: scorer.embed(t, "embedding", 16), tokenizer)) for r in rows]
-    reference = [p.partition(packaged.trees.probability(p.X), packaged.threshold) for p in plain]
+
+    def prompts_of(views):
+        return [et.Prompt(r, views, name) for name, rows in sources.items() for r in rows]
+
+    plain = prompts_of(es.make_views(texts, lambda t: scorer.embed(t, "embedding", 16), tokenizer))
+    compared = [p for p in plain if p.source != "train"]  # the published runs' prompts
+    reference = [p.partition(packaged.trees.probability(p.X), packaged.threshold) for p in compared]
     print(f"surrogate, packaged: setting {packaged.card['setting']}, threshold {packaged.threshold}")
     for run in range(runs):
         with embeddings_perturbed(scorer, noise * (run > 0), run):
             views = es.make_views(texts, lambda t: scorer.embed(t, "embedding", 16), tokenizer)
-        prompts = [et.Prompt(r, views) for r in rows]
-        trees, threshold, setting, scores = et.fit(prompts)
-        labels = [p.partition(trees.probability(p.X), threshold) for p in plain]
+        trees, threshold, setting, scores = et.fit(prompts_of(views))
+        labels = [p.partition(trees.probability(p.X), threshold) for p in compared]
         ari = np.mean([et.adjusted_rand_index(a, b) for a, b in zip(labels, reference)])
-        print(f"  run {run}: setting {setting} (cv ARI {scores[setting]:.4f}), threshold {threshold}, "
+        print(f"  run {run}: setting {setting} (class error {scores[setting]:.4f}), threshold {threshold}, "
               f"partitions vs packaged: mean ARI {ari:.4f}", flush=True)
 
 

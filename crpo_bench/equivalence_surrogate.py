@@ -240,7 +240,7 @@ class SurrogateModel:
 
 
 def packaged_path() -> Path:
-    return ARTIFACTS / "equivalence-surrogate-v3"
+    return ARTIFACTS / "equivalence-surrogate-v4"
 
 
 def pair_matrix(n: int, probabilities: Sequence[float]) -> np.ndarray:

@@ -17,7 +17,11 @@ from crpo_bench.cli import main
 from crpo_bench.jsonl import InputError
 from crpo_bench.models import minilm_tokenizer
 
-CALIBRATION = "noveltybench/gemini-1.5-pro-curated-calibration.jsonl"
+# what the packaged surrogate (v4) was fitted on: the reference's partitions of two published
+# runs (two regimes) and the human-labelled pairs
+PUBLISHED = ("noveltybench/published/2025-03-27_gemini-1.5-pro/nb-curated/scores.jsonl",
+             "noveltybench/published/2025-11-21_CrPO-llama-3.1-8b-instruct-cre/nb-curated/scores.jsonl")
+PAIRS = "noveltybench/equivalence/train.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +168,11 @@ def test_packaged_surrogate_loads_and_decides_deterministically(tokenizer):
     folder = es.packaged_path()
     assert sum(p.stat().st_size for p in folder.iterdir()) < 1_000_000
     model = es.SurrogateModel.load(folder)
-    cv = model.card["cross_validated"]
-    assert cv["splits"] == len(cv["ari_per_split"]) == 10
-    assert cv["mean_ari"] == pytest.approx(np.mean(cv["ari_per_split"]), abs=1e-4)
+    sources = ["2025-03-27_gemini-1.5-pro", "2025-11-21_CrPO-llama-3.1-8b-instruct-cre"]
+    assert list(model.card["fitted"]) == [*sources, "train"] and list(model.card["leave_one_source_out"]) == sources
+    for source in sources:  # the class counts a leaderboard reads, within 5% of the reference's on both
+        fitted = model.card["fitted"][source]
+        assert abs(fitted["mean_classes"] / fitted["reference_mean_classes"] - 1) <= 0.05
     texts = ["Video game designer.", "Astronaut", "The first thing to check is the **battery**. " * 3,
              "A chemical process that absorbs heat is called an **endothermic** process."]
     first = nb.make_equivalence("surrogate", texts, fake_embed)
@@ -182,56 +188,59 @@ def test_packaged_surrogate_loads_and_decides_deterministically(tokenizer):
     assert ruled(texts[2], texts[3]) == first(texts[2], texts[3])
 
 
-def test_packaged_surrogate_reproduces_its_card_on_the_calibration_half(shared_data, tokenizer):
+@pytest.fixture(scope="module")
+def training_prompts(shared_data, tokenizer):
+    """The packaged surrogate's training data as the command reads it, one source per file."""
     from crpo_bench.scoring import Scorer, ScoringConfig
 
-    rows = et.read_partitions(shared_data / CALIBRATION)
-    model = es.SurrogateModel.load(es.packaged_path())
+    sources = {et.source_name(shared_data / f): et.read_partitions(shared_data / f) for f in PUBLISHED}
+    sources["train"] = et.read_pairs(shared_data / PAIRS)
     scorer = Scorer(ScoringConfig())
-    views = es.make_views([g for r in rows for g in r["generations"]],
+    views = es.make_views([g for rows in sources.values() for r in rows for g in r["generations"]],
                           lambda t: scorer.embed(t, "embedding", 16), tokenizer)
-    prompts = [et.Prompt(r, views) for r in rows]
-    ari, classes = et.agreement(prompts, [model.trees.probability(p.X) for p in prompts], model.threshold)
+    return [et.Prompt(r, views, name) for name, rows in sources.items() for r in rows]
+
+
+def published_only(prompts):
+    return [p for p in prompts if p.source != "train"]
+
+
+def test_packaged_surrogate_reproduces_its_card(training_prompts):
+    model = es.SurrogateModel.load(es.packaged_path())
+    found = et.per_source(training_prompts, model.trees, model.threshold)
     # embeddings differ in their last bits between CPUs; a rounded feature that crosses a
-    # boundary may flip one prompt's partition (0.02 classes of 50 prompts)
-    assert ari == pytest.approx(model.card["fitted_prompts"]["mean_ari"], abs=0.01)
-    assert classes == pytest.approx(model.card["fitted_prompts"]["mean_classes"], abs=0.021)
-    # the backend as the commands use it
-    equivalent = es.surrogate_equivalence([g for r in rows for g in r["generations"]],
-                                          lambda t: scorer.embed(t, "embedding", 16), tokenizer, model)
-    labels = [nb.partition(r["generations"], equivalent) for r in rows]
-    assert np.mean([et.adjusted_rand_index(lab, r["partition"]) for lab, r in zip(labels, rows)]) == \
-        pytest.approx(ari, abs=1e-9)
+    # boundary may flip one prompt's partition (0.01 classes of 100 prompts)
+    for source, card in model.card["fitted"].items():
+        assert found[source]["mean_ari"] == pytest.approx(card["mean_ari"], abs=0.01), source
+        assert found[source]["mean_classes"] == pytest.approx(card["mean_classes"], abs=0.021), source
+    # the backend as the commands use it partitions as the training code does
+    from crpo_bench.scoring import Scorer, ScoringConfig
+
+    scorer = Scorer(ScoringConfig())
+    prompts = published_only(training_prompts)[::10]
+    equivalent = es.surrogate_equivalence([g for p in prompts for g in p.generations],
+                                          lambda t: scorer.embed(t, "embedding", 16), minilm_tokenizer(), model)
+    for p in prompts:
+        assert nb.partition(p.generations, equivalent) == p.partition(model.trees.probability(p.X), model.threshold)
 
 
 # Retraining on another CPU (benchmarks/training_spread.py; README "Reproducing the packaged
 # models"): with features rounded to 4 decimals, 1e-6 relative noise on every embedding
 # component (ten times what other float rounding gives) leaves the trees identical. A real
-# difference that still crosses a rounding boundary may pick another setting whose
-# cross-validated ARI is within SETTING_TOLERANCE of the best, or the neighbouring threshold.
-# What must hold is the model's behaviour: its partitions of the calibration prompts.
-SETTING_TOLERANCE = 0.002  # cross-validated ARI
+# difference that still crosses a rounding boundary may pick another setting whose class
+# error is within SETTING_TOLERANCE of the best, or the neighbouring threshold. What must
+# hold is the model's behaviour: its partitions of the published runs' prompts.
+SETTING_TOLERANCE = 0.002  # out-of-fold class error
 PARTITION_AGREEMENT = 0.99  # mean ARI of the retrained model's partitions against the packaged one's
-
-
-@pytest.fixture(scope="module")
-def calibration_prompts(shared_data, tokenizer):
-    from crpo_bench.scoring import Scorer, ScoringConfig
-
-    rows = et.read_partitions(shared_data / CALIBRATION)
-    scorer = Scorer(ScoringConfig())
-    views = es.make_views([g for r in rows for g in r["generations"]],
-                          lambda t: scorer.embed(t, "embedding", 16), tokenizer)
-    return [et.Prompt(r, views) for r in rows]
 
 
 def reproduction_failures(fresh: es.SurrogateModel, packaged: es.SurrogateModel, prompts) -> list[str]:
     """What makes `fresh` a different model from `packaged` (empty: the same model)."""
     failures = []
-    scores = packaged.card["setting_cv_ari"]
+    scores = packaged.card["setting_class_error"]
     chosen = "/".join(str(v) for v in fresh.card["setting"].values())
-    if scores[chosen] < max(scores.values()) - SETTING_TOLERANCE:
-        failures.append(f"setting {chosen}: cross-validated ARI {scores[chosen]} against the best {max(scores.values())}")
+    if scores.get(chosen, float("inf")) > min(scores.values()) + SETTING_TOLERANCE:
+        failures.append(f"setting {chosen}: class error {scores.get(chosen)} against the best {min(scores.values())}")
     if abs(fresh.threshold - packaged.threshold) > 0.025 + 1e-9:  # one step of et.THRESHOLDS
         failures.append(f"threshold {fresh.threshold} against {packaged.threshold}")
     ours, theirs = ([p.partition(m.trees.probability(p.X), m.threshold) for p in prompts] for m in (fresh, packaged))
@@ -241,25 +250,25 @@ def reproduction_failures(fresh: es.SurrogateModel, packaged: es.SurrogateModel,
     return failures
 
 
-def test_retraining_reproduces_the_packaged_surrogate(shared_data, calibration_prompts, tmp_path):
-    data = shared_data / CALIBRATION
-    assert main(["equivalence", "train", "--data", str(data), "--out", str(tmp_path / "m"), "--splits", "0"]) == 0
+def test_retraining_reproduces_the_packaged_surrogate(shared_data, training_prompts, tmp_path):
+    assert main(["equivalence", "train", "--data", *(str(shared_data / f) for f in PUBLISHED),
+                 "--pairs", str(shared_data / PAIRS), "--out", str(tmp_path / "m"), "--no-held-out"]) == 0
     packaged, fresh = es.SurrogateModel.load(es.packaged_path()), es.SurrogateModel.load(tmp_path / "m")
-    assert fresh.card["data_sha256"] == packaged.card["data_sha256"]
-    assert reproduction_failures(fresh, packaged, calibration_prompts) == []
+    assert fresh.card["data"] == packaged.card["data"]
+    assert reproduction_failures(fresh, packaged, published_only(training_prompts)) == []
 
 
-def test_retraining_with_another_setting_is_told_apart(calibration_prompts, monkeypatch):
+def test_retraining_with_another_setting_is_told_apart(training_prompts, monkeypatch):
     """The reproduction check sees a material change: trees fitted with one hyperparameter
-    moved (min_samples_leaf 80 -> 40) fail it, through their partitions alone."""
+    moved (min_samples_leaf 40 -> 80) fail it, through their partitions alone."""
     packaged = es.SurrogateModel.load(es.packaged_path())
     setting = tuple(packaged.card["setting"].values())
     moved = (setting[0], setting[1], 40 if setting[2] != 40 else 80)
     monkeypatch.setattr(et, "GRID", (moved,))
-    trees, threshold, chosen, _ = et.fit(calibration_prompts)
+    trees, threshold, chosen, _ = et.fit(training_prompts)
     fresh = es.SurrogateModel(trees, threshold, {"setting": dict(zip(("max_depth", "max_iter", "min_samples_leaf"),
                                                                       chosen))})
-    failures = reproduction_failures(fresh, packaged, calibration_prompts)
+    failures = reproduction_failures(fresh, packaged, published_only(training_prompts))
     assert any("partitions agree" in f for f in failures), failures
 
 
@@ -326,7 +335,7 @@ def test_noveltybench_command_runs_offline_with_the_surrogate(tmp_path):
     assert record["partition"] == expected and record["num_classes"] == max(expected) + 1
     assert record["partition"][7] == record["partition"][8] == record["partition"][9]  # identical texts
     assert json.loads((run / "v1.1" / "noveltybench_settings.json").read_text())["equivalence"] == \
-        "surrogate/equivalence-surrogate-v3"
+        "surrogate/equivalence-surrogate-v4"
 
 
 def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer):
@@ -335,7 +344,7 @@ def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer
 
     settings = lmeval.resolve_settings({"lm": "none"}, kind="noveltybench")
     assert settings["equivalence"] == "surrogate"
-    assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v3"
+    assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v4"
     gens = ("Toyota Camry.",) * 6 + ("Honda CR-V.",) * 2 + ("A bike.", "The first thing to check is the battery.")
     key = json.dumps(settings, sort_keys=True)
     items = [("nb", "A car?", gens, "A car?", "", key), ("nb", "Hi?", ("hi",) * 10, "Hi?", "", key)]

@@ -1,5 +1,5 @@
-"""`crpo-bench equivalence train --data FILE --out DIR`: fit the offline NoveltyBench equivalence
-surrogate on a reference classifier's partitions."""
+"""`crpo-bench equivalence train --data FILE... [--pairs FILE...] --out DIR`: fit the offline
+NoveltyBench equivalence surrogate on a reference judge's partitions and human-labelled pairs."""
 
 from __future__ import annotations
 
@@ -12,31 +12,39 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("equivalence", help="train the offline NoveltyBench equivalence surrogate")
     verbs = p.add_subparsers(dest="equivalence_verb", required=True)
     t = verbs.add_parser("train", help="fit on reference partitions; writes trees.npz and card.json",
-                         description="Data: a NoveltyBench partitions or scores file (id, generations, partition), "
-                         "such as ../shared/data/noveltybench/gemini-1.5-pro-curated-calibration.jsonl. "
-                         "Deterministic: the same data gives the same model. The card holds the agreement of the "
-                         "whole procedure on held-out prompts (cross-validation over prompts).")
-    t.add_argument("--data", required=True, type=Path, help="reference partitions (JSONL)")
+                         description="Each file is a source: NoveltyBench partitions or scores files (id, "
+                         "generations, partition), e.g. a published run's scores.jsonl, and human-labelled pair "
+                         "files (generation_0, generation_1, similar), e.g. ../shared/data/noveltybench/"
+                         "equivalence/train.jsonl. Deterministic: the same data gives the same model. The card "
+                         "holds each source's class counts and, with two or more partition sources, each one's "
+                         "figures when it is left out of the fit.")
+    t.add_argument("--data", required=True, nargs="+", type=Path, help="reference partitions (JSONL), one source each")
+    t.add_argument("--pairs", nargs="*", type=Path, default=[], help="human-labelled answer pairs (JSONL)")
     t.add_argument("--out", required=True, type=Path, help="output folder")
-    t.add_argument("--splits", type=int, default=10,
-                   help="random 5-fold splits of the prompts for the card's cross-validated agreement "
-                        "(default 10; 0 skips it)")
+    t.add_argument("--no-held-out", action="store_true",
+                   help="skip the leave-one-source-out figures (one extra fit per partition source)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..equivalence_surrogate import make_views
-    from ..equivalence_training import read_partitions, train
+    from ..equivalence_training import read_pairs, read_partitions, source_name, train
+    from ..jsonl import InputError
     from ..models import minilm_tokenizer
     from ..scoring import Scorer, ScoringConfig
 
-    if args.splits < 0:
-        raise ValueError(f"--splits {args.splits}: must be 0 or more")
-    rows = read_partitions(args.data)
+    sources, data = {}, {}
+    for path, read in [*((p, read_partitions) for p in args.data), *((p, read_pairs) for p in args.pairs)]:
+        name = source_name(path)
+        if name in sources:
+            raise InputError(f"{path}: a second source named {name!r}; rename one of the files")
+        sources[name], data[name] = read(path), path.read_bytes()
+    partitions = [source_name(p) for p in args.data]
     scorer = Scorer(ScoringConfig(progress=True))
-    views = make_views([g for r in rows for g in r["generations"]],
+    views = make_views([g for rows in sources.values() for r in rows for g in r["generations"]],
                        lambda texts: scorer.embed(texts, "embedding generations", scorer.config.text_batch_size),
                        minilm_tokenizer())
-    model = train(rows, views, args.data.name, args.data.read_bytes(), seeds=args.splits, progress=True)
+    held_out = [] if args.no_held_out or len(partitions) < 2 else partitions
+    model = train(sources, views, data, held_out, progress=True)
     model.save(args.out)
     print(json.dumps(model.card, indent=1))
     return 0
