@@ -4,8 +4,11 @@ lm-eval 0.4.13 has no plugin mechanism for tasks: its TaskManager scans only its
 folder and `include_path`. The wheel ships `crpo_bench_lmeval.pth`, which imports this
 module at interpreter start. It costs nothing until `lm_eval.tasks.manager` is imported;
 then it makes every TaskManager also index our task folder (first, so a user's own
---include_path still overrides our tasks). Set CRPO_BENCH_NO_LMEVAL_TASKS=1 to turn
-it off. Standard library only: it runs in every Python process of the environment.
+--include_path still overrides our tasks). Once `lm_eval.__main__` is imported (the
+`lm_eval` command), an error our tasks mark as one-line (data that cannot be had: no hub,
+no file) ends the command with that line and exit code 2 instead of a traceback. Set
+CRPO_BENCH_NO_LMEVAL_TASKS=1 to turn both off. Standard library only: it runs in every
+Python process of the environment.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import os
 import sys
 
 TARGET = "lm_eval.tasks.manager"
+CLI = "lm_eval.__main__"
+ONE_LINE = "crpo_bench_one_line"  # an exception with this attribute set is said in one line
 OPT_OUT = "CRPO_BENCH_NO_LMEVAL_TASKS"
 
 
@@ -48,13 +53,40 @@ def add_our_tasks(manager_module) -> None:
     manager_class.__init__ = __init__
 
 
+def say_data_errors_in_one_line(cli_module) -> None:
+    original = cli_module.cli_evaluate
+    if getattr(original, "crpo_bench_hooked", False):
+        return
+
+    def cli_evaluate(*args, **kwargs):
+        try:
+            return original(*args, **kwargs)
+        except Exception as err:
+            if not getattr(err, ONE_LINE, False):
+                raise
+            print(f"lm_eval: error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    cli_evaluate.crpo_bench_hooked = True
+    cli_evaluate.__wrapped__ = original
+    cli_module.cli_evaluate = cli_evaluate
+
+
+PATCHES = {TARGET: add_our_tasks, CLI: say_data_errors_in_one_line}
+
+
 class _PatchOnImport:  # a sys.meta_path finder (duck-typed: importlib.abc costs start-up time)
-    """Finds nothing itself; wraps the loader of lm_eval.tasks.manager to patch it once loaded."""
+    """Finds nothing itself; wraps the loader of each module of PATCHES to patch it once loaded."""
+
+    def __init__(self):
+        self.waiting = set(PATCHES)
 
     def find_spec(self, name, path, target=None):
-        if name != TARGET:
+        if name not in self.waiting:
             return None
-        sys.meta_path.remove(self)  # one shot: find the real module, never intercept again
+        self.waiting.discard(name)  # one shot each: find the real module, never intercept it again
+        if not self.waiting:
+            sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
         if spec is None or spec.loader is None:
             return spec
@@ -62,7 +94,7 @@ class _PatchOnImport:  # a sys.meta_path finder (duck-typed: importlib.abc costs
 
         def exec_module(module):
             load(module)
-            add_our_tasks(module)
+            PATCHES[name](module)
 
         spec.loader.exec_module = exec_module
         return spec
@@ -71,10 +103,14 @@ class _PatchOnImport:  # a sys.meta_path finder (duck-typed: importlib.abc costs
 def install() -> None:
     if os.environ.get(OPT_OUT, "").lower() in ("1", "true", "yes"):
         return
-    if TARGET in sys.modules:
-        add_our_tasks(sys.modules[TARGET])
-    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport())
+    for name, patch in PATCHES.items():
+        if name in sys.modules:
+            patch(sys.modules[name])
+    if not all(name in sys.modules for name in PATCHES) and not any(isinstance(f, _PatchOnImport)
+                                                                    for f in sys.meta_path):
+        finder = _PatchOnImport()
+        finder.waiting -= set(sys.modules)
+        sys.meta_path.insert(0, finder)
 
 
 install()

@@ -14,7 +14,12 @@ request that never produced an answer (refused, cancelled, failed) does not coun
 One request costs bounded work (`Limits`): the body, the prompt and the new tokens are
 capped, a generation stops as soon as its client disconnects, and requests are accepted
 concurrently but queue for the model, answering 503 when the wait exceeds the queue timeout.
-Every invalid field gets HTTP 400 with a JSON error naming it (`error.param`).
+Every invalid field gets HTTP 400 with a JSON error naming it (`error.param`): integers are
+bounded (and read without converting thousands of digits), numbers must be finite, text must
+be valid Unicode (no lone surrogates). A temperature below MIN_SAMPLING_TEMPERATURE is greedy
+decoding, as 0 is (dividing logits by 1e-300 gives inf/nan probabilities). A burst of
+clients waits in a listen backlog of LISTEN_BACKLOG connections, not socketserver's 5, so
+it is queued (or answered 503 past the queue timeout) rather than reset.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import select
 import socket
 import sys
@@ -45,6 +51,17 @@ DRAIN_LIMIT = 16 * 1024 * 1024
 MAX_STOP_SEQUENCES = 4  # as OpenAI's API
 DEFAULT_MAX_TOKENS = 256
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed accepts
+MAX_TOKENS_FIELD = 2**31 - 1  # most max_tokens / max_completion_tokens / top_k a request may ask for
+# Below this a temperature is greedy decoding: dividing logits by 1e-300 overflows to inf and
+# sampling fails; at 1e-4 sampling already picks the most likely token unless another's logit
+# is within ~1e-3 of it (odds exp(-gap / temperature)), so greedy is what such a request meant.
+MIN_SAMPLING_TEMPERATURE = 1e-4
+# An integer literal longer than this is not converted (Python refuses over 4300 digits, and
+# converting is quadratic below that): its field gets 400. The widest valid one, a seed, has 20.
+MAX_INT_DIGITS = 64
+# Connections waiting to be accepted (the kernel caps it at net.core.somaxconn); socketserver's
+# default, 5, reset 4-21 of 50 simultaneous clients.
+LISTEN_BACKLOG = 1024
 
 
 @dataclass(frozen=True)
@@ -110,10 +127,42 @@ class ClientGone(Exception):
 # --- request validation ------------------------------------------------------------
 
 
+class LongInteger:
+    """A JSON integer literal of more than MAX_INT_DIGITS digits, left unconverted: always invalid."""
+
+    def __init__(self, literal: str):
+        self.digits = len(literal.lstrip("-"))
+
+    def __str__(self) -> str:
+        return f"a {self.digits}-digit integer"
+
+
+def _json_int(literal: str):
+    return int(literal) if len(literal) <= MAX_INT_DIGITS else LongInteger(literal)
+
+
 def _shown(value) -> str:
     """A request value as JSON, cut short: error messages quote what was sent, not all of it."""
-    text = json.dumps(value)
+    if isinstance(value, LongInteger):
+        return str(value)
+    try:
+        text = json.dumps(value, default=str)
+    except (ValueError, TypeError, RecursionError):
+        text = f"a {type(value).__name__}"
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _text(value: str, field: str) -> str:
+    """`value` when it is Unicode text; a lone surrogate (JSON "\\ud800", which no encoder
+    or tokenizer takes) gets BadRequest naming the field."""
+    bad = None if value.isascii() else _SURROGATE.search(value)
+    if bad:
+        raise BadRequest(f"'{field}' is not valid Unicode: it holds a lone surrogate "
+                         f"(\\u{ord(bad.group()):04x}) at character {bad.start()}", field)
+    return value
 
 
 def _integer(request: dict, field: str, default: int | None, low: int, high: int | None = None) -> int | None:
@@ -123,11 +172,13 @@ def _integer(request: dict, field: str, default: int | None, low: int, high: int
         return default
     if isinstance(value, float) and value.is_integer():  # 8.0 is JSON's spelling of 8 for some clients
         value = int(value)
+    bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+    if isinstance(value, LongInteger):
+        raise BadRequest(f"'{field}' must be {bounds}, not {value}", field)
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequest(f"'{field}' must be an integer, not {_shown(value)}", field)
     if value < low or (high is not None and value > high):
-        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise BadRequest(f"'{field}' must be {bounds}, not {value}", field)
+        raise BadRequest(f"'{field}' must be {bounds}, not {_shown(value)}", field)
     return value
 
 
@@ -136,17 +187,26 @@ def _number(request: dict, field: str, default: float, low: float, high: float) 
     value = request.get(field)
     if value is None:
         return default
+    if isinstance(value, LongInteger):
+        raise BadRequest(f"'{field}' must be between {low} and {high}, not {value}", field)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise BadRequest(f"'{field}' must be a number, not {_shown(value)}", field)
     if not low <= value <= high:
-        raise BadRequest(f"'{field}' must be between {low} and {high}, not {value}", field)
+        raise BadRequest(f"'{field}' must be between {low} and {high}, not {_shown(value)}", field)
     return float(value)
 
 
+def _temperature(request: dict) -> float:
+    """0-2; below MIN_SAMPLING_TEMPERATURE it is 0, greedy decoding (1e-300 would sample from inf/nan)."""
+    value = _number(request, "temperature", 1.0, 0.0, 2.0)
+    return 0.0 if value < MIN_SAMPLING_TEMPERATURE else value
+
+
 def _max_tokens(request: dict) -> int:
-    """max_completion_tokens (OpenAI's current name) or else max_tokens, at least 1."""
+    """max_completion_tokens (OpenAI's current name) or else max_tokens, 1 to MAX_TOKENS_FIELD
+    (then cut to the server's cap and the context in ChatModel.reply)."""
     field = "max_completion_tokens" if request.get("max_completion_tokens") is not None else "max_tokens"
-    return _integer(request, field, DEFAULT_MAX_TOKENS, 1)
+    return _integer(request, field, DEFAULT_MAX_TOKENS, 1, MAX_TOKENS_FIELD)
 
 
 def _stop(request: dict) -> list[str]:
@@ -158,7 +218,7 @@ def _stop(request: dict) -> list[str]:
         raise BadRequest(f"'stop' must be a string or a list of strings, not {_shown(request['stop'])}", "stop")
     if len(stop) > MAX_STOP_SEQUENCES:
         raise BadRequest(f"'stop' may hold at most {MAX_STOP_SEQUENCES} strings, not {len(stop)}", "stop")
-    return stop
+    return [_text(s, "stop") for s in stop]
 
 
 def _messages(request: dict) -> list[dict]:
@@ -172,6 +232,7 @@ def _messages(request: dict) -> list[dict]:
             if not isinstance(message.get(key), str):
                 raise BadRequest(f"'messages[{i}].{key}' must be a string, not {_shown(message.get(key))}",
                                  f"messages[{i}].{key}")
+            _text(message[key], f"messages[{i}].{key}")
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
@@ -180,13 +241,14 @@ def parse_request(body: bytes, max_n: int = Limits.max_n) -> dict:
 
     Values are normalised as before validation existed (max_tokens an int, temperature and
     top_p floats, top_k an int or None), because the server seed hashes them: the same request must keep
-    its seed. Unknown fields are ignored, as lm-eval sends a task's extra generation kwargs."""
+    its seed (a temperature below MIN_SAMPLING_TEMPERATURE reads as 0: greedy, where no seed matters).
+    Unknown fields are ignored, as lm-eval sends a task's extra generation kwargs."""
     try:
-        request = json.loads(body or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise BadRequest(f"request body is not JSON: {getattr(err, 'msg', err)}") from None
+        request = json.loads(body or b"null", parse_int=_json_int)
     except RecursionError:
         raise BadRequest("request body is nested too deeply") from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError (bytes that are not UTF-8/16/32)
+        raise BadRequest(f"request body is not JSON: {getattr(err, 'msg', err)}") from None
     if not isinstance(request, dict):
         raise BadRequest("request body must be a JSON object")
     if request.get("stream") not in (None, False):
@@ -194,9 +256,9 @@ def parse_request(body: bytes, max_n: int = Limits.max_n) -> dict:
     return {
         "messages": _messages(request),
         "max_tokens": _max_tokens(request),
-        "temperature": _number(request, "temperature", 1.0, 0.0, 2.0),
+        "temperature": _temperature(request),
         "top_p": _number(request, "top_p", 1.0, 0.0, 1.0),
-        "top_k": _integer(request, "top_k", None, 0),  # 0: no top-k, as in transformers
+        "top_k": _integer(request, "top_k", None, 0, MAX_TOKENS_FIELD),  # 0: no top-k, as in transformers
         "seed": _integer(request, "seed", None, *SEED_RANGE),
         "stop": _stop(request),
         "n": _integer(request, "n", 1, 1, max_n),
@@ -466,11 +528,17 @@ def make_handler(chat: ChatModel):
     return Handler
 
 
+class ChatServer(ThreadingHTTPServer):
+    """A thread per connection, and a listen backlog that holds a burst of clients."""
+
+    request_queue_size = LISTEN_BACKLOG
+
+
 def make_server(model: str | None, host: str = "127.0.0.1", port: int = 0, seed: int | None = None,
                 limits: Limits | None = None) -> ThreadingHTTPServer:
     """A server bound to host:port (0 = any free port); call serve_forever() to run it.
     Its `chat` is the served model, with the limits in force."""
     chat = ChatModel(model, seed, limits)
-    server = ThreadingHTTPServer((host, port), make_handler(chat))
+    server = ChatServer((host, port), make_handler(chat))
     server.chat = chat
     return server

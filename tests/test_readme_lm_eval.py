@@ -81,10 +81,27 @@ def test_the_hub_by_name_gets_no_stand_in(source, monkeypatch):
 
     monkeypatch.setattr(muce, "load_hub", unreachable)
     monkeypatch.setattr(data, "_hub_failure", [])
-    with pytest.raises(RuntimeError, match="cannot load"):
+    with pytest.raises(data.DataUnavailable, match="muce_poems: cannot load"):
         data.muce_dataset("muce_poems", muce_task="poems", muce_data=source)
     # unnamed: one line, then the examples (the first time and, without asking again, every time after)
     for _ in range(2):
         docs = data.muce_dataset("muce_poems", muce_task="poems")["test"]
         assert docs[0]["prompt"].endswith("concept: choice.") and len(docs) == 3
     assert data._hub_failure == ["cannot load CNCL-Penn-State/MuCE (config default) from the hub (ConnectionError)"]
+
+
+@pytest.mark.parametrize("tasks, metadata, message", [
+    ("noveltybench_curated", None, "lm_eval: error: noveltybench_curated: cannot load yimingzhang/novelty-bench"),
+    ("muce_poems", '{"muce_data": "hub"}', "lm_eval: error: muce_poems: cannot load CNCL-Penn-State/MuCE"),
+    ("muce_poems", '{"muce_data": "no/such/file.jsonl"}', "lm_eval: error: muce_poems: MuCE data file no/such/file.jsonl"),
+])
+def test_offline_without_data_the_failure_is_one_line(tmp_path, tasks, metadata, message):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("CRPO_NOVELTYBENCH_DATA", None)
+    model = subprocess.run([str(Path(sys.executable).parent / "crpo-bench"), "models", "path", "smollm2"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    command = [str(Path(sys.executable).parent / "lm_eval"), "--model", "hf", "--model_args", f"pretrained={model}",
+               "--tasks", tasks, "--limit", "1", *(["--metadata", metadata] if metadata else [])]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]

@@ -17,6 +17,13 @@ from .settings import muce_template
 
 log = logging.getLogger("crpo_bench.lmeval")
 
+
+class DataUnavailable(ValueError):
+    """A task's data cannot be had (no hub, no such file, no prompts of the task in it). The
+    `lm_eval` command says it in one line and exits 2 (crpo_bench/lmeval_hook.py)."""
+
+    crpo_bench_one_line = True
+
 NOVELTYBENCH_HUB_ID = "yimingzhang/novelty-bench"
 # Three held-out prompts of each of the 26 task types in MuCE's raw layout (our own items and
 # wordings through the paper's prompt builder): what the tasks evaluate when the hub cannot be
@@ -67,10 +74,13 @@ def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | 
     config = muce_config or os.environ.get("CRPO_MUCE_CONFIG")
     template = muce_template(template)
     limit = prompts_per_task or os.environ.get("CRPO_PROMPTS_PER_TASK")
-    rows, source = heldout_rows(source, config, task_name)
+    try:
+        rows, source = heldout_rows(source, config, task_name)
+    except (RuntimeError, ValueError, FileNotFoundError) as err:
+        raise DataUnavailable(f"{task_name}: {err}") from None
     docs = heldout_documents(rows, muce_task, template, int(limit) if limit else None)
     if not docs:
-        raise ValueError(f"{task_name}: no English held-out prompts ({', '.join(muce.HELDOUT_SPLITS)}) of MuCE task "
+        raise DataUnavailable(f"{task_name}: no English held-out prompts ({', '.join(muce.HELDOUT_SPLITS)}) of MuCE task "
                          f"{muce.task_name(muce_task)!r} in {source}")
     log.info("%s: %d prompts from %s (template %s)", task_name, len(docs), source, template)
     return datasets.DatasetDict({"test": datasets.Dataset.from_list([{"task": task_name, **d} for d in docs])})
@@ -104,13 +114,15 @@ def noveltybench_dataset(subset: str, task_name: str, noveltybench_data: str | N
     if source:
         path = Path(source) / NOVELTYBENCH_FILES[subset] if Path(source).is_dir() else Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"{task_name}: NoveltyBench data {path} does not exist")
+            raise DataUnavailable(f"{task_name}: NoveltyBench data {path} does not exist")
         rows = [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
     else:
         try:
             rows = list(datasets.load_dataset(NOVELTYBENCH_HUB_ID, split=subset))
         except Exception as err:
-            raise RuntimeError(f"cannot load {NOVELTYBENCH_HUB_ID} ({type(err).__name__}); offline, pass the "
-                               "published JSONL: CRPO_NOVELTYBENCH_DATA=/path/to/novelty-bench/data") from err
+            raise DataUnavailable(f"{task_name}: cannot load {NOVELTYBENCH_HUB_ID} from the hub ({type(err).__name__}); "
+                                  "offline, give NoveltyBench's published prompts: --metadata "
+                                  "'{\"noveltybench_data\": \"/path/to/novelty-bench/data\"}' or "
+                                  "CRPO_NOVELTYBENCH_DATA=/path/to/novelty-bench/data") from None
     docs = [{"task": task_name, "id": str(r["id"]), "prompt": r["prompt"]} for r in rows]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(docs)})
