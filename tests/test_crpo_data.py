@@ -139,7 +139,7 @@ def test_pairs_command_errors_name_the_problem(tmp_path, capsys):
     bad.write_text(json.dumps({"prompt": "DT Uses Prompt:brick\nResponse:wall\nScore:\n", "completion": "30"})
                    + "\n{not json\n")
     assert crpo_train(["pairs", "--data", f"train={bad}", "--out", str(tmp_path / "o")]) == 2
-    assert f"{bad}:2: not an ocsai line" in capsys.readouterr().err
+    assert f"{bad}:2: malformed JSON" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
     assert crpo_train(["no_such_recipe"]) == 2
     assert "neither a file nor a packaged recipe" in capsys.readouterr().err

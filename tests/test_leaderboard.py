@@ -143,7 +143,7 @@ def test_page_renders_in_headless_chromium(tmp_path):
              "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'p'}"]
     url = (tmp_path / "index.html").as_uri()
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
-    assert dom.count("<tr>") == 4 and dom.count("<svg") == 3 and "gpt-4o" in dom
+    assert dom.count("<tr>") == 8 and dom.count("<svg") == 3 and "gpt-4o" in dom  # overall and task tables
     shot = tmp_path / "shot.png"
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1300,1400", url], capture_output=True,
                    timeout=120)

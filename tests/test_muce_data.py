@@ -62,7 +62,7 @@ def test_ocsai_lines_become_muce_rows(tmp_path):
 @pytest.mark.parametrize("line, message", [
     ('{"prompt": "DT Uses Prompt:brick\\nResponse:x\\nScore:\\n", "completion": "high"}', "o.jsonl:1: not an ocsai line"),
     ('{"prompt": "Tell me a joke", "completion": "10"}', "o.jsonl:1: not an ocsai prompt"),
-    ('{"prompt": "DT Uses Prompt:brick', "o.jsonl:1: not an ocsai line (JSONDecodeError"),
+    ('{"prompt": "DT Uses Prompt:brick', "o.jsonl:1: malformed JSON"),
 ])
 def test_bad_ocsai_lines_are_named(tmp_path, line, message):
     src = tmp_path / "o.jsonl"
