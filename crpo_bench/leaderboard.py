@@ -231,14 +231,15 @@ def _cell(e: Entry, rank: int | None, mark: str) -> str:
     return f"{rounded(e.value, e.stderr)} ({rank}){' ' + mark if mark else ''}"
 
 
-def win_rates(entries: list[Entry]) -> dict[str, tuple[float, int]]:
-    """model -> (mean win rate, columns), as HELM ranks: in each (task, metric) column of the
-    leaderboard with at least two models, a model's win rate is the share of the other
-    models it beats there (ties count half); the overall figure is its mean over the columns
-    it appears in. Models that share no column with another get none."""
+def win_rates(entries: list[Entry]) -> dict[str, tuple[float, int, tuple[str, ...]]]:
+    """model -> (mean win rate, columns, tasks), as HELM ranks: in each (task, metric) column
+    of the leaderboard with at least two models, a model's win rate is the share of the other
+    models it beats there (ties count half); the overall figure is its mean over the columns it
+    appears in, which come from `tasks`. Models that share no column with another get none."""
     columns = set(registry.leaderboard_columns())
     found: dict[str, list[float]] = {}
-    for (_, metric), group in _by_task_metric(entries).items():
+    tasks: dict[str, set[str]] = {}
+    for (task, metric), group in _by_task_metric(entries).items():
         group = [e for e in group if finite(e.value) and e.higher_is_better is not None]
         if metric not in columns or len(group) < 2:
             continue
@@ -246,12 +247,14 @@ def win_rates(entries: list[Entry]) -> dict[str, tuple[float, int]]:
         for e in group:
             beaten = sum((sign * e.value > sign * o.value) + 0.5 * (e.value == o.value) for o in group if o is not e)
             found.setdefault(e.model, []).append(beaten / (len(group) - 1))
-    return {model: (sum(rates) / len(rates), len(rates)) for model, rates in found.items()}
+            tasks.setdefault(e.model, set()).add(task)
+    return {model: (sum(rates) / len(rates), len(rates), tuple(sorted(tasks[model]))) for model, rates in found.items()}
 
 
 OVERALL_RULE = ("Overall: mean win rate (as HELM ranks models): in each task's leaderboard column with at least "
                 "two models, a model's win rate is the share of the other models it beats (ties count half); "
-                "the mean is over the columns the model appears in, counted in the last column. Higher is better.")
+                "the mean is over the columns the model appears in (counted in the last column). Models are "
+                "ranked only against those on the same tasks: rows are grouped by their tasks. Higher is better.")
 
 
 def overall_table(entries: list[Entry]) -> tuple[list[str], list[list[str]]] | None:
@@ -259,9 +262,10 @@ def overall_table(entries: list[Entry]) -> tuple[list[str], list[list[str]]] | N
     if not rates:
         return None
     baselines = {e.model for e in entries if e.baseline}
-    order = sorted(rates, key=lambda m: (-rates[m][0], m))
-    rows = [[m, "baseline" if m in baselines else "model", f"{rates[m][0]:.2f}", str(rates[m][1])] for m in order]
-    return ["model", "kind", "mean win rate", "columns"], rows
+    order = sorted(rates, key=lambda m: (rates[m][2], -rates[m][0], m))
+    rows = [[m, "baseline" if m in baselines else "model", ", ".join(rates[m][2]), f"{rates[m][0]:.2f}",
+             str(rates[m][1])] for m in order]
+    return ["model", "kind", "tasks", "mean win rate", "columns"], rows
 
 
 def task_tables(entries: list[Entry]) -> dict[str, tuple[list[str], list[list[str]]]]:
