@@ -144,18 +144,18 @@ def export_trees(model) -> TreeEnsemble:
                         float(np.ravel(model._baseline_prediction)[0]))
 
 
-def agreement(prompts: list[Prompt], probabilities: list[np.ndarray], threshold: float) -> tuple[float, float]:
-    """Mean adjusted Rand index against the reference, and mean number of classes."""
-    labels = [p.partition(q, threshold) for p, q in zip(prompts, probabilities)]
-    return (float(np.mean([adjusted_rand_index(lab, p.reference) for lab, p in zip(labels, prompts)])),
-            float(np.mean([max(lab) + 1 for lab in labels])))
+def by_source(prompts: list[Prompt]) -> dict[str, list[int]]:
+    """Source -> the indices of its prompts, sources in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for k, p in enumerate(prompts):
+        groups.setdefault(p.source, []).append(k)
+    return groups
 
 
 def class_error(prompts: list[Prompt], probabilities: list[np.ndarray], threshold: float) -> float:
     """Mean over sources of |our mean classes per prompt / the reference's - 1|."""
     errors = []
-    for source in dict.fromkeys(p.source for p in prompts):
-        mine = [k for k, p in enumerate(prompts) if p.source == source]
+    for mine in by_source(prompts).values():
         ours = np.mean([max(prompts[k].partition(probabilities[k], threshold)) + 1 for k in mine])
         theirs = np.mean([max(prompts[k].reference) + 1 for k in mine])
         errors.append(abs(ours / theirs - 1))
@@ -201,8 +201,8 @@ def fit(prompts: list[Prompt], seed: int = 0) -> tuple[TreeEnsemble, float, tupl
 def per_source(prompts: list[Prompt], trees: TreeEnsemble, threshold: float) -> dict:
     """Each source's mean classes (ours and the reference's) and mean ARI."""
     out = {}
-    for source in dict.fromkeys(p.source for p in prompts):
-        mine = [p for p in prompts if p.source == source]
+    for source, indices in by_source(prompts).items():
+        mine = [prompts[k] for k in indices]
         labels = [p.partition(trees.probability(p.X), threshold) for p in mine]
         out[source] = {"prompts": len(mine), "mean_classes": round(float(np.mean([max(x) + 1 for x in labels])), 4),
                        "reference_mean_classes": round(float(np.mean([max(p.reference) + 1 for p in mine])), 4),

@@ -59,8 +59,10 @@ def read_published(source: str | Path) -> Published:
         generations = source / "generations.jsonl"
         if not generations.is_file():
             raise InputError(f"{source}: has {folder.name}/ but no generations.jsonl to join its partitions to")
-        return _from_rows(_score_file(folder), folder.name[1:], _generations_by_id(generations),
-                          folder / "summary.json")
+        published = _from_rows(_score_file(folder), folder.name[1:], _generations_by_id(generations),
+                               folder / "summary.json")
+        published.files[str(generations)] = _sha256(generations)
+        return published
     if _score_file(source):
         return _from_rows(_score_file(source), "1.0", generations=None, summary=source / "summary.json")
     raise InputError(f"{source}: not a NoveltyBench evaluation folder (no {' or '.join(SCORE_FILES)}, "
@@ -124,9 +126,6 @@ def _from_rows(path: Path, version: str, generations: dict | None, summary: Path
         prompts.append(PublishedPrompt(pid, str(prompt or ""), gens, part, None if utility is None else float(utility)))
     if not prompts:
         raise InputError(f"{path}: no prompts")
-    if generations is not None:
-        joined = path.parent.parent / "generations.jsonl"
-        files[str(joined)] = _sha256(joined)
     published_summary = None
     if summary is not None and summary.is_file():
         try:

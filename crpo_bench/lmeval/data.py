@@ -90,18 +90,22 @@ def heldout_rows(source: str | None, config: str | None, task_name: str) -> tupl
     """MuCE's held-out rows and where they came from: `source` (a file or folder), the embedded
     examples by name, else the hub, else (hub unreachable) the embedded examples, said in one line."""
     if source in EXAMPLES_NAMES:
-        return muce.load_rows(str(MUCE_EXAMPLES), splits=muce.HELDOUT_SPLITS), str(MUCE_EXAMPLES)
+        return _examples()
     if source not in (None, "", "hub", muce.HUB_ID):
         return muce.load_rows(source, splits=muce.HELDOUT_SPLITS, config=config), source
-    if source:  # the hub by name: no stand-in
-        return muce.load_rows(None, splits=muce.HELDOUT_SPLITS, config=config), muce.HUB_ID
-    if not _hub_failure:
+    if source or not _hub_failure:
         try:
             return muce.load_rows(None, splits=muce.HELDOUT_SPLITS, config=config), muce.HUB_ID
         except RuntimeError as err:
+            if source:  # the hub by name: no stand-in
+                raise
             _hub_failure.append(str(err).split(" Without")[0].rstrip("."))
     log.warning("%s: %s; evaluating the embedded example prompts instead (%s, up to 3 per task type: a smoke "
                 "test, not the benchmark)", task_name, _hub_failure[0], MUCE_EXAMPLES.name)
+    return _examples()
+
+
+def _examples() -> tuple[list[dict], str]:
     return muce.load_rows(str(MUCE_EXAMPLES), splits=muce.HELDOUT_SPLITS), str(MUCE_EXAMPLES)
 
 
