@@ -16,6 +16,7 @@ expects and raises otherwise, rather than training with wrong weights.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, make_dataclass
 
 import torch
@@ -40,6 +41,9 @@ class _CrPOSettings(DPOConfig):
     cpo_strategy: str | None = field(default=None, metadata={
         "help": "The paper's configs' spelling of crpo_strategy; where given, it wins.",
         "choices": [*STRATEGIES, None]})
+    crpo_normalize_weights: bool = field(default=False, metadata={
+        "help": "Divide every weight by the mean weight of the training pairs, so weights average 1: the same "
+                "expected step size as DPO at the same learning rate, only the direction differs (not in the paper)."})
 
     def __post_init__(self):
         super().__post_init__()
@@ -94,9 +98,9 @@ def pair_scores(row: dict, columns: dict[str, tuple[str, str | None]]) -> tuple[
     return chosen, rejected
 
 
-def add_weights(dataset, args: CrPOConfig, name: str = "train"):
-    """The dataset with the `crpo_weight` column and one gain column per active dimension.
-    A missing rejected score counts as 0, as in the paper."""
+def add_weights(dataset, args: CrPOConfig, name: str = "train", scale: float = 1.0):
+    """The dataset with the `crpo_weight` column (times `scale`) and one gain column per active
+    dimension. A missing rejected score counts as 0, as in the paper."""
     active = [dim for dim, lam in args.lambdas.items() if lam > 0]
     columns = {dim: score_columns(dataset, dim) for dim in active}
     missing = [score_column(dim, "chosen") for dim in active if columns[dim][0] is None]
@@ -107,9 +111,18 @@ def add_weights(dataset, args: CrPOConfig, name: str = "train"):
     def weigh(row):
         chosen, rejected = pair_scores(row, columns)
         gains = {GAIN.format(dim): max(0.0, chosen[dim] - rejected.get(dim, 0.0)) for dim in active}
-        return {WEIGHT: crpo_weight(chosen, rejected, args.lambdas, args.crpo_strategy), **gains}
+        return {WEIGHT: scale * crpo_weight(chosen, rejected, args.lambdas, args.crpo_strategy), **gains}
 
     return dataset.map(weigh, desc=f"CrPO weights ({name})")
+
+
+def mean_one_scale(weighted_train) -> float:
+    """1 / the mean weight of the training pairs (crpo_normalize_weights)."""
+    mean = math.fsum(weighted_train[WEIGHT]) / max(1, len(weighted_train))
+    if not mean > 0:
+        raise ValueError("crpo_normalize_weights: every training pair has weight 0, so there is no mean to divide by; "
+                         "check the lambdas and the score columns")
+    return 1.0 / mean
 
 
 class _WeightCollator:
@@ -169,10 +182,15 @@ class CrPOTrainer(DPOTrainer):
         self._crpo_keys = [WEIGHT] + [GAIN.format(d) for d, lam in args.lambdas.items() if lam > 0]
         if args.weighted:
             train_dataset = add_weights(train_dataset, args, "train")
+            # eval pairs are scaled by the training pairs' mean, so eval and train weights compare
+            scale = mean_one_scale(train_dataset) if args.crpo_normalize_weights else 1.0
+            if scale != 1.0:
+                train_dataset = train_dataset.map(lambda row: {WEIGHT: scale * row[WEIGHT]},
+                                                  desc="CrPO weights (train, mean 1)")
             if isinstance(eval_dataset, dict):
-                eval_dataset = {k: add_weights(v, args, k) for k, v in eval_dataset.items()}
+                eval_dataset = {k: add_weights(v, args, k, scale) for k, v in eval_dataset.items()}
             elif eval_dataset is not None:
-                eval_dataset = add_weights(eval_dataset, args, "eval")
+                eval_dataset = add_weights(eval_dataset, args, "eval", scale)
         super().__init__(model, ref_model=ref_model, args=args, train_dataset=train_dataset,
                          eval_dataset=eval_dataset, **kwargs)
         if args.weighted:
