@@ -72,6 +72,7 @@ def metric_card(config, surprise: bool = True, **protocol) -> dict:
         "reward_model": config.reward_model, "reward_model_fingerprint": fingerprint(config.reward_model),
         "tokenizer": config.tokenizer, "degenerate": config.degenerate,
         "originality_model": Path(originality).name, "originality_fingerprint": folder_fingerprint(originality),
+        "originality_validity": originality_validity(originality),
         "max_response_chars": getattr(config, "max_response_chars", None),
         "corpus": None, "samples_per_prompt": None, "template": None,
         # recorded, not compared: under a named protocol `template` is `protocol:<name>` and each
@@ -83,6 +84,33 @@ def metric_card(config, surprise: bool = True, **protocol) -> dict:
                                               "sentence-transformers")},
     }
     return card
+
+
+def originality_validity(folder: str | Path) -> dict | None:
+    """What an originality model was validated on, from its card: the task types and items
+    people rated, and (v4 on) its leave-one-task-type-out Spearman per type. Recorded, not
+    compared (the fingerprint already tells models apart)."""
+    import json
+
+    try:
+        card = json.loads((Path(folder) / "card.json").read_text())
+    except (OSError, ValueError):
+        return None
+    validated = card.get("validated") or {}
+    transfer = ((card.get("transfer") or {}).get("spearman_by_task") or {})
+    return {"task_types": validated.get("task_types", card.get("tasks")),
+            "items": len(validated["items"]) if "items" in validated else None,
+            "transfer_spearman": {"held-out task type": (transfer.get("scorer") or {}).get("types"),
+                                  "held-out task type, few answers per item":
+                                      (transfer.get("scorer_without_peers") or {}).get("types"),
+                                  "held-out item": (transfer.get("scorer") or {}).get("items")} if transfer else None}
+
+
+def originality_domain(validity: dict | None, task: str) -> str:
+    """`rated task type` where people rated answers of `task` (a MuCE task slug) for the
+    originality model, else `unvalidated task type`."""
+    types = (validity or {}).get("task_types") or []
+    return "rated task type" if task in types else "unvalidated task type"
 
 
 def card_path(output: str | Path) -> Path:

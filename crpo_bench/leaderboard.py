@@ -225,10 +225,19 @@ def rounded(value: float, stderr: float | None) -> str:
     return f"{value:.{places}f} ± {stderr:.{places}f}"
 
 
+UNVALIDATED = "†"
+
+
+def unvalidated(e: Entry) -> bool:
+    """An originality value on a task type its scorer was never validated on (its card says)."""
+    return e.metric == "originality" and (e.card or {}).get("originality_domain") == "unvalidated task type"
+
+
 def _cell(e: Entry, rank: int | None, mark: str) -> str:
     if not finite(e.value):
         return f"{_spelled(e.value)} (not ranked)"
-    return f"{rounded(e.value, e.stderr)} ({rank}){' ' + mark if mark else ''}"
+    flag = f" {UNVALIDATED}" if unvalidated(e) else ""
+    return f"{rounded(e.value, e.stderr)}{flag} ({rank}){' ' + mark if mark else ''}"
 
 
 def win_rates(entries: list[Entry]) -> dict[str, tuple[float, int, tuple[str, ...]]]:
@@ -289,6 +298,9 @@ def task_tables(entries: list[Entry]) -> dict[str, tuple[list[str], list[list[st
 
 LEGEND = ("Cells: value ± standard error (rank among models, 1 = best). ▲/▼: better/worse than the best "
           "baseline by more than 2 combined standard errors.")
+UNVALIDATED_NOTE = (f"{UNVALIDATED}: originality on a task type whose answers its scorer never saw rated by people "
+                    "(an unvalidated task type; the results card names the types it was validated on and how it "
+                    "transferred to held-out ones)")
 
 
 def non_finite_note(entries: list[Entry]) -> str | None:
@@ -329,6 +341,8 @@ def markdown(entries: list[Entry], notes: list[str] = ()) -> str:
     note = non_finite_note(entries)
     if note:  # after the tables, so the tables keep their place in the file
         parts += [f"Note: {note}.", ""]
+    if any(unvalidated(e) for e in entries):
+        parts += [f"{UNVALIDATED_NOTE}.", ""]
     return "\n".join(parts)
 
 
@@ -458,7 +472,9 @@ def page(entries: list[Entry], notes: list[str] = ()) -> str:
              "padding:4px 8px}th{cursor:pointer;background:#f3f3f3}.plots{display:flex;flex-wrap:wrap;gap:1em}"
              "figure.plot svg{max-width:520px;height:auto}")
     broken = non_finite_note(entries)
-    notes = "".join(f"<p class='note'>Note: {html.escape(n)}.</p>" for n in [*notes, *([broken] if broken else [])])
+    flagged = [UNVALIDATED_NOTE] if any(unvalidated(e) for e in entries) else []
+    notes = "".join(f"<p class='note'>Note: {html.escape(n)}.</p>" for n in [*notes, *([broken] if broken else []),
+                                                                              *flagged])
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>crpo-bench leaderboard</title>"
             f"<style>{style}</style></head><body><h1>crpo-bench leaderboard</h1><p>{html.escape(LEGEND)}</p>"
             f"{notes}{''.join(sections)}<script>{SORT_SCRIPT}</script></body></html>\n")

@@ -233,7 +233,7 @@ class Scorer:
                 row["surprise"], row["perplexity"] = _num(value), _num(surprise.perplexity(value))
         if "item" in passes:
             items = [i if i is not None else p for i, p in zip(items or [None] * n, prompts)]
-            self._relative_to_item(responses, items, list(tasks or [None] * n), kinds, metrics, rows)
+            self._relative_to_item(responses, items, list(tasks or [None] * n), kinds, metrics, rows, corpus_ids)
         if "reward_model" in passes:
             model, tokenizer = _load_reward_model(cfg.reward_model, cfg.trust_remote_code)
             rewards = quality.reward_scores(model, tokenizer, prompts, list(responses), progress=cfg.progress)
@@ -286,10 +286,12 @@ class Scorer:
                 for i in idx:
                     rows[i]["num_themes"] = corpora[cid].get("num_themes", 0)
 
-    def _relative_to_item(self, responses, items, tasks, kinds, metrics, rows) -> None:
-        """semantic_distance = 1 - cos(item, answer); originality from the learned model.
-        Answers without words get the lowest originality, never a high one; a one-word
-        answer is rated by the model (people rate them too)."""
+    def _relative_to_item(self, responses, items, tasks, kinds, metrics, rows, corpus_ids) -> None:
+        """semantic_distance = 1 - cos(item, answer); originality from the learned model, with
+        `originality_domain` saying whether its item or task type was rated. Answers without
+        words get the lowest originality, never a high one; a one-word answer is rated by the
+        model (people rate them too). An answer's peers (v4) are the answers with words of its
+        corpus."""
         if any(i is None for i in items):
             raise ValueError("semantic_distance and originality need each answer's item or prompt")
         a = self.embed(list(responses), "embedding texts", self.config.text_batch_size)
@@ -302,8 +304,13 @@ class Scorer:
             a, p = self._originality_inputs(model, list(responses), list(items), a, p)
             n_words = [len(text.word_sequence(r, "regex")) for r in responses]  # as in its training
             slugs = [muce.task_slug(t.removeprefix("muce_"), strict=False) if t else "" for t in tasks]
-            for row, kind, value in zip(rows, kinds, model.score(a, p, slugs, list(items), n_words)):
+            # wordless answers are nobody's peer: each gets a corpus of its own
+            corpora = [cid if kind not in text.WORDLESS else ("wordless", i)
+                       for i, (cid, kind) in enumerate(zip(corpus_ids, kinds))]
+            values, heads = model.score_with_heads(a, p, slugs, list(items), n_words, corpora)
+            for row, kind, value, task, head in zip(rows, kinds, values, slugs, heads):
                 row["originality"] = originality.SCORE_RANGE[0] if kind in text.WORDLESS else float(value)
+                row["originality_domain"] = model.domain(task, head)
 
     def _originality_inputs(self, model, responses, items, a, p):
         """Answer and item embeddings from the embedder the originality model was trained on

@@ -17,6 +17,7 @@ import logging
 from lm_eval.api.task import ConfigurableTask
 
 from .. import registry
+from ..card import originality_domain
 from .report import AGGREGATIONS
 from .settings import metrics_for, resolve_settings, task_card
 
@@ -31,9 +32,13 @@ class CreativityTask(ConfigurableTask):
         kind = registry.NOVELTYBENCH if str(self.config.task).startswith("noveltybench") else registry.MUCE
         self.settings = resolve_settings(metadata, kind)
         self.settings_json = json.dumps(self.settings, sort_keys=True)
-        self.config.metadata = {**metadata, "card": task_card(self.settings, metadata, self.config.repeats)}
+        card = task_card(self.settings, metadata, self.config.repeats)
         better = registry.all_reported_fields()
         fields = metrics_for(self.settings)
+        if kind == registry.MUCE and "originality" in fields:  # the leaderboard marks unvalidated task types
+            muce_task = (self.config.dataset_kwargs or {}).get("muce_task", "")
+            card["originality_domain"] = originality_domain(card.get("originality_validity"), muce_task)
+        self.config.metadata = {**metadata, "card": card}
         self._metric_fn_list = {f: None for f in fields}
         self._metric_fn_kwargs = {f: {} for f in fields}
         self._aggregation_list = {f: AGGREGATIONS[f] for f in fields}

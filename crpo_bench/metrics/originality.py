@@ -1,5 +1,6 @@
 """Originality learned from human ratings: ridge regression on frozen sentence embeddings,
-and (v3) on the ratings of the nearest rated answers to the same item (rated_memory.py).
+(v3) on the ratings of the nearest rated answers to the same item (rated_memory.py), and
+(v4) on signals that carry across items and task types (rarity.py).
 
 Features of an answer a to item p of task t (unit embeddings e_a, e_p):
     [e_a, e_a * e_p, one-hot(t), log(1 + words), 1 - cos(e_a, e_p)]
@@ -11,6 +12,13 @@ the human score on MuCE's 10-50 scale. Ridge in closed form: deterministic, seco
 A model with a memory of rated answers (v3) has a second ridge head on the features above
 plus the memory's neighbour features; it scores the answers to items the memory holds, and
 the first head scores the rest (items and tasks nobody rated).
+
+v4 keeps v3's memory head for rated items and scores every other answer with heads chosen
+by leave-one-task-type-out transfer, not by a random split:
+    peers head (the answer's corpus has >= rarity.MIN_PEERS other answers):
+        [log(1 + words), 1 - cos(e_a, e_p), rarity features among the corpus's answers]
+    base head (otherwise): [log(1 + words), 1 - cos(e_a, e_p), e_a]
+No task one-hot and no e_a * e_p: both fit the rated task types and items and hurt on others.
 """
 
 from __future__ import annotations
@@ -23,11 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
+from . import rarity
 from .rated_memory import RatedMemory
 
-FORMAT_VERSION = 2  # 1: one ridge head; 2: optionally a memory of rated answers and its head
-READABLE_FORMATS = (1, 2)
+FORMAT_VERSION = 3  # 1: one ridge head; 2: optionally a memory and its head; 3: transfer heads (v4)
+READABLE_FORMATS = (1, 2, 3)
 SCORE_RANGE = (10.0, 50.0)
+# Where a score stands (`originality_domain`): its item was rated (the memory scored it), its
+# task type was rated (transfer to a new item), or neither (transfer to a new task type)
+DOMAINS = ("rated item", "rated task type", "unvalidated task type")
 
 
 def features(answer_vectors: np.ndarray, item_vectors: np.ndarray, tasks: list[str], task_names: list[str],
@@ -37,6 +49,23 @@ def features(answer_vectors: np.ndarray, item_vectors: np.ndarray, tasks: list[s
     length = np.log1p(np.asarray(n_words, dtype=np.float64))[:, None]
     distance = 1.0 - (a * p).sum(axis=1, keepdims=True)
     return np.hstack([a, a * p, one_hot, length, distance])
+
+
+def answer_features(answer_vectors: np.ndarray, item_vectors: np.ndarray, n_words: np.ndarray) -> np.ndarray:
+    """v4's base head: [log(1 + words), 1 - cos(e_a, e_p), e_a]."""
+    a, p = np.asarray(answer_vectors, dtype=np.float64), np.asarray(item_vectors, dtype=np.float64)
+    return np.hstack([_length_and_distance(a, p, n_words), a])
+
+
+def transfer_features(answer_vectors: np.ndarray, item_vectors: np.ndarray, n_words: np.ndarray,
+                      peers: np.ndarray) -> np.ndarray:
+    """v4's peers head: [log(1 + words), 1 - cos(e_a, e_p), rarity.FEATURES]."""
+    a, p = np.asarray(answer_vectors, dtype=np.float64), np.asarray(item_vectors, dtype=np.float64)
+    return np.hstack([_length_and_distance(a, p, n_words), np.asarray(peers, dtype=np.float64)])
+
+
+def _length_and_distance(a: np.ndarray, p: np.ndarray, n_words) -> np.ndarray:
+    return np.column_stack([np.log1p(np.asarray(n_words, dtype=np.float64)), 1.0 - (a * p).sum(axis=1)])
 
 
 @dataclass
@@ -49,6 +78,8 @@ class OriginalityModel:
     card: dict = field(default_factory=dict)
     memory: RatedMemory | None = None
     with_memory: OriginalityModel | None = None  # the head on [features, memory features]
+    with_peers: OriginalityModel | None = None  # v4: the head on transfer_features
+    base_features: str = "v2"  # v2: features(); answer: answer_features() (v4)
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, task_names: list[str], ridge: float = 10.0) -> OriginalityModel:
@@ -62,27 +93,51 @@ class OriginalityModel:
     def predict(self, X: np.ndarray) -> np.ndarray:
         return np.clip(((X - self.mean) / self.scale) @ self.weights + self.intercept, *SCORE_RANGE)
 
-    def score(self, answer_vectors, item_vectors, tasks: list[str], items: list[str], n_words) -> np.ndarray:
-        """Predicted human scores; answers to items in the memory by the memory head."""
-        X = features(answer_vectors, item_vectors, tasks, self.task_names, n_words)
-        out = self.predict(X)
+    def score(self, answer_vectors, item_vectors, tasks: list[str], items: list[str], n_words,
+              corpus_ids=None) -> np.ndarray:
+        """Predicted human scores (see score_with_heads)."""
+        return self.score_with_heads(answer_vectors, item_vectors, tasks, items, n_words, corpus_ids)[0]
+
+    def score_with_heads(self, answer_vectors, item_vectors, tasks: list[str], items: list[str], n_words,
+                         corpus_ids=None) -> tuple[np.ndarray, list[str]]:
+        """(predicted human scores, the head of each): answers to items in the memory by the
+        memory head; (v4) answers whose corpus (equal `corpus_ids`) is large enough by the
+        peers head; the rest by the base head."""
+        v2 = features(answer_vectors, item_vectors, tasks, self.task_names, n_words)
+        base = v2 if self.base_features == "v2" else answer_features(answer_vectors, item_vectors, n_words)
+        out, heads = self.predict(base), np.array(["base"] * len(base), dtype=object)
+        if self.with_peers is not None and corpus_ids is not None:
+            peers, valid = rarity.peer_features(answer_vectors, corpus_ids)
+            if valid.any():
+                out[valid] = self.with_peers.predict(
+                    transfer_features(answer_vectors, item_vectors, n_words, peers)[valid])
+                heads[valid] = "peers"
         if self.memory is not None:
             M, known = self.memory.features(answer_vectors, tasks, items)
             if known.any():
-                out[known] = self.with_memory.predict(np.hstack([X[known], M[known]]))
-        return out
+                out[known] = self.with_memory.predict(np.hstack([v2[known], M[known]]))
+                heads[known] = "memory"
+        return out, list(heads)
+
+    def domain(self, task: str, head: str) -> str:
+        """Where a score of `head` for an answer of `task` stands (one of DOMAINS)."""
+        if head == "memory":
+            return DOMAINS[0]
+        return DOMAINS[1] if task in self.task_names else DOMAINS[2]
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        heads = {"": self, **({"memory_": self.with_memory} if self.memory is not None else {})}
+        heads = {"": self, **({"memory_": self.with_memory} if self.memory is not None else {}),
+                 **({"peers_": self.with_peers} if self.with_peers is not None else {})}
         np.savez(folder / "weights.npz", **{f"{prefix}{name}": value for prefix, head in heads.items()
                                             for name, value in (("mean", head.mean), ("scale", head.scale),
                                                                 ("weights", head.weights),
                                                                 ("intercept", np.array(head.intercept)))})
         if self.memory is not None:
             self.memory.save(folder / "memory.npz")
-        card = {**self.card, "format_version": FORMAT_VERSION, "task_names": self.task_names}
+        card = {**self.card, "format_version": FORMAT_VERSION if self.base_features != "v2" else 2,
+                "task_names": self.task_names, "base_features": self.base_features}
         (folder / "card.json").write_text(json.dumps(card, indent=1))
 
     @classmethod
@@ -105,8 +160,11 @@ class OriginalityModel:
             head = lambda prefix: cls(card["task_names"], arrays[f"{prefix}mean"], arrays[f"{prefix}scale"],
                                       arrays[f"{prefix}weights"], float(arrays[f"{prefix}intercept"]), card)
             model = head("")
+            model.base_features = card.get("base_features", "v2")
             if card.get("memory"):
                 model.with_memory = head("memory_")
+            if card.get("peers"):
+                model.with_peers = head("peers_")
         if card.get("memory"):
             with _readable(folder / "memory.npz"):
                 model.memory = RatedMemory.load(folder / "memory.npz")
