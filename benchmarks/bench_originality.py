@@ -1,10 +1,12 @@
-"""Originality scoring throughput: answers per second, v2 and v3, embeddings included.
+"""Originality scoring throughput: answers per second, v2, v3 and v4, embeddings included.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_originality.py [--repeats 3]
 
 Scores the 1,263 answers of ../shared/data/ocsai1/alltests_val.jsonl (an empty embedding
 cache each time, so MiniLM embeds every answer and item) and prints the median wall time
-of --repeats runs per model, the answers per second, and v3's cost relative to v2.
+of --repeats runs per model, the answers per second, and v3's and v4's cost relative to v2.
+One corpus per item (as `validate` scores), so v4 computes each answer's rarity among the
+others of its item.
 """
 
 from __future__ import annotations
@@ -29,21 +31,22 @@ def main() -> None:
     rows = muce.read_rated(args.data)
     answers, items = [r["Response"] for r in rows], [r["Prompt"] for r in rows]
     tasks = [muce.task_slug(r["TasksNamesFull"]) for r in rows]
+    corpora = [f"{t}\t{i}" for t, i in zip(tasks, items)]
     Scorer(ScoringConfig()).embedder  # loaded once per process (shared): model loading is not scoring
     seconds = {}
-    for name in ("v2", "v3"):
+    for name in ("v2", "v3", "v4"):
         _load_originality(name)
         runs = []
         for _ in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
                 scorer = Scorer(ScoringConfig(originality_model=name, cache_path=Path(tmp) / "cache.sqlite"))
                 start = time.perf_counter()
-                scorer.score(answers, items=items, tasks=tasks, metrics=["originality"])
+                scorer.score(answers, corpus_ids=corpora, items=items, tasks=tasks, metrics=["originality"])
                 runs.append(time.perf_counter() - start)
         seconds[name] = statistics.median(runs)
         print(f"{name}: {len(rows)} answers in {seconds[name]:.2f} s (median of {args.repeats}): "
               f"{len(rows) / seconds[name]:.0f} answers/s")
-    print(f"v3 / v2 time: {seconds['v3'] / seconds['v2']:.2f}")
+    print(f"v3 / v2 time: {seconds['v3'] / seconds['v2']:.2f}; v4 / v2 time: {seconds['v4'] / seconds['v2']:.2f}")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from .fingerprints import fingerprint, folder_fingerprint  # noqa: F401 (card.fo
 # Fields whose change changes a metric's value, compared by leaderboard and check
 # (versions are recorded, not compared).
 COMPARED_FIELDS = ("embedder", "embedder_fingerprint", "lm", "lm_fingerprint", "surprise_scope",
-                 "reward_model", "reward_model_fingerprint", "tokenizer", "degenerate", "originality_model",
+                 "reward_model", "reward_model_fingerprint", "reward_input", "tokenizer", "degenerate", "originality_model",
                  "originality_fingerprint", "max_response_chars", "corpus", "samples_per_prompt", "template",
                  "equivalence")
 
@@ -70,6 +70,8 @@ def metric_card(config, surprise: bool = True, **protocol) -> dict:
         "lm": lm, "lm_fingerprint": lm_fp,
         "surprise_scope": getattr(config, "surprise_scope", "response") if surprise else None,
         "reward_model": config.reward_model, "reward_model_fingerprint": fingerprint(config.reward_model),
+        # how the reward model's input is tokenized (None without one: nothing to compare)
+        "reward_input": getattr(config, "reward_input", "chat") if config.reward_model else None,
         "tokenizer": config.tokenizer, "degenerate": config.degenerate,
         "originality_model": Path(originality).name, "originality_fingerprint": folder_fingerprint(originality),
         "originality_validity": originality_validity(originality),

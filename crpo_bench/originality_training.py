@@ -215,6 +215,33 @@ def transfer_validation(data: TransferData, ridges: tuple[float, float]) -> dict
                              "answers": len(data.y)}}
 
 
+def transfer_report(rows: list[dict], scorer: Scorer) -> dict:
+    """The three cross-validations of a v4 scorer fitted on `rows` (ridges chosen as training
+    chooses them), for `crpo-bench validate --transfer`."""
+    rows = [r for r in rows if text.degenerate_kind(str(r["Response"])) not in text.WORDLESS]
+    answers, items = embed(rows, scorer)
+    data = TransferData.build(rows, answers, items, np.array([r["facsco_grm_scaled"] for r in rows]))
+    ridges, _ = choose_ridges(data)
+    return transfer_validation(data, ridges)
+
+
+def transfer_rows(validation: dict) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): one row per scorer and scheme (signals: no fitting), one column per task type."""
+    figures = validation["spearman_by_task"]
+    tasks = sorted({t for per in figures["signals"].values() for t in per})
+    names = {"random": "random split (5 folds of answers)", "items": "held-out item (one at a time)",
+             "types": "held-out task type (one at a time)"}
+    rows = []
+    for scorer, label in (("scorer", "originality v4"), ("scorer_without_peers", "v4 without rarity (few answers)")):
+        for scheme, per in figures[scorer].items():
+            rows.append([label, names[scheme], *(f"{per[t]:+.3f}" if t in per else "-" for t in tasks),
+                         f"{np.mean([per[t] for t in tasks if t in per]):+.3f}"])
+    for signal, per in figures["signals"].items():
+        rows.append([signal, "(no fitting)", *(f"{per[t]:+.3f}" if t in per else "-" for t in tasks),
+                     f"{np.mean([per[t] for t in tasks if t in per]):+.3f}"])
+    return ["scorer", "cross-validation", *tasks, "mean"], rows
+
+
 def _train_transfer(rows, val_rows, scorer, ridge, data_name, answers, item_vectors, X, y, start) -> OriginalityModel:
     data = TransferData.build(rows, answers, item_vectors, y)
     ridges, cv = ((ridge, ridge), None) if ridge is not None else choose_ridges(data)

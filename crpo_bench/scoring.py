@@ -54,6 +54,7 @@ class ScoringConfig:
     degenerate: str = "exclude"
     tokenizer: str = "regex"
     surprise_scope: str = "response"  # or "whole_chat", the paper's (metrics/surprise.py)
+    reward_input: str = "chat"  # or "paper": the chat text re-tokenized with special tokens (metrics/quality.py)
     trust_remote_code: bool = False  # the opt-in to models that ship their own code
     # Answers are scored on their first max_response_chars characters (rows cut short say so
     # in `truncated_at`): memory and time stay bounded whatever a model emits (surprise's
@@ -73,11 +74,14 @@ class ScoringConfig:
             raise ValueError(f"tokenizer {self.tokenizer!r}: choose one of {text.TOKENIZERS}")
         if self.surprise_scope not in surprise.SCOPES:
             raise ValueError(f"surprise scope {self.surprise_scope!r}: choose one of {surprise.SCOPES}")
+        if self.reward_input not in REWARD_INPUTS:
+            raise ValueError(f"reward input {self.reward_input!r}: choose one of {REWARD_INPUTS}")
         cap = self.max_response_chars
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise ValueError(f"max_response_chars {cap!r}: a positive number of characters (or None for no cap)")
 
 
+REWARD_INPUTS = ("chat", "paper")
 PROFILES = ("offline", "paper")
 # What each profile sets; every other field keeps ScoringConfig's default. `paper` does
 # not set trust_remote_code: jina-embeddings-v3 ships its own code, and running it stays
@@ -90,6 +94,7 @@ PROFILE_SETTINGS = {
         "reward_model": "Skywork/Skywork-Reward-Gemma-2-27B-v0.2",
         "tokenizer": "spacy",
         "surprise_scope": "whole_chat",
+        "reward_input": "paper",  # two BOS, as the paper's code scores quality
         "degenerate": "exclude",  # the paper drops answers with at most one unique word
     },
 }
@@ -236,7 +241,8 @@ class Scorer:
             self._relative_to_item(responses, items, list(tasks or [None] * n), kinds, metrics, rows, corpus_ids)
         if "reward_model" in passes:
             model, tokenizer = _load_reward_model(cfg.reward_model, cfg.trust_remote_code)
-            rewards = quality.reward_scores(model, tokenizer, prompts, list(responses), progress=cfg.progress)
+            rewards = quality.reward_scores(model, tokenizer, prompts, list(responses), progress=cfg.progress,
+                                            paper_input=cfg.reward_input == "paper")
             for row, value in zip(rows, rewards):
                 row["quality"] = _num(value)
         for name in metrics:  # metrics registered with their own function, one value per answer

@@ -206,3 +206,15 @@ def test_known_items_score_as_v3_did(shared_data):
         tasks=[muce.task_slug(r["TasksNamesFull"]) for r in rows], metrics=["originality"]).rows]
     gap = np.abs(np.array(score(V4)) - np.array(score(V3)))
     assert gap.max() <= 0.1 and gap.mean() <= 0.01
+
+
+def test_validate_prints_the_three_cross_validations(tmp_path, capsys):
+    data = tmp_path / "rated.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in fixture_rows(n_per_item=12)))
+    assert main(["validate", "--data", str(data), "--scorers", "length", "--iters", "20", "--transfer",
+                 "--plot", str(tmp_path / "v.png")]) == 0
+    out = capsys.readouterr().out
+    table = out[out.index("originality v4 fitted on these ratings"):]
+    for label in ("random split", "held-out item", "held-out task type", "length", "semantic_distance", "diversity"):
+        assert label in table, label
+    assert "aut" in table.splitlines()[1] and "instances" in table.splitlines()[1]

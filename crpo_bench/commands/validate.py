@@ -23,6 +23,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--iters", type=int, default=1000, help="bootstrap resamples for the 95%% intervals")
     p.add_argument("--embedder")
     p.add_argument("--lm")
+    p.add_argument("--transfer", action="store_true",
+                   help="also fit originality v4 on --data in three cross-validations (random split, whole items held "
+                        "out, whole task types held out) and print Spearman per task type beside length, semantic "
+                        "distance and diversity")
     p.add_argument("--originality-model", nargs="+", metavar="MODEL",
                    help="trained originality model(s): a folder or a packaged name (v2, v3; default v3). Two or more "
                         "are compared in one table, one row each")
@@ -83,6 +87,12 @@ def run(args: argparse.Namespace) -> int:
                      interval(per_task[n]["spearman_within"])] for n in names]
     print("\nper task type")
     print(tabulate(by_task, headers=["task", "answers / items", "scorer", "Spearman", "Spearman within item"]))
+    if args.transfer:
+        from ..originality_training import transfer_report, transfer_rows
+
+        header, table = transfer_rows(transfer_report(rows, Scorer(ScoringConfig(embedder=args.embedder))))
+        print("\noriginality v4 fitted on these ratings, cross-validated: Spearman with people within each task type")
+        print(tabulate(table, headers=header, disable_numparse=True))
     plot(stats, args.plot)
     print(f"plot: {args.plot}")
     return 0

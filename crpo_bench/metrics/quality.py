@@ -1,29 +1,34 @@
-"""Quality: the raw logit of a one-output reward model on [user prompt, assistant response]."""
+"""Quality: the raw logit of a one-output reward model on [user prompt, assistant response].
+
+The chat is rendered by the reward model's template and tokenized as it stands (the template's
+text already carries BOS). `paper_input` reproduces the CrPO paper's code instead: the rendered
+text tokenized with special tokens, so a template that starts with BOS gets a second one.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-def reward_inputs(tokenizer, prompt: str | None, response: str) -> list[int]:
+def reward_inputs(tokenizer, prompt: str | None, response: str, paper_input: bool = False) -> list[int]:
     """Token ids of the chat the reward model judges."""
     if getattr(tokenizer, "chat_template", None):
         chat = [{"role": "assistant", "content": response}]
         if prompt is not None:
             chat.insert(0, {"role": "user", "content": prompt})
         text = tokenizer.apply_chat_template(chat, tokenize=False)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+        return tokenizer(text, add_special_tokens=paper_input)["input_ids"]
     text = response if prompt is None else f"{prompt}\n\n{response}"
     return tokenizer(text, add_special_tokens=True)["input_ids"]
 
 
 def reward_scores(model, tokenizer, prompts: list[str | None], responses: list[str],
-                  batch_size: int = 8, progress: bool = False) -> np.ndarray:
+                  batch_size: int = 8, progress: bool = False, paper_input: bool = False) -> np.ndarray:
     import torch
     from tqdm.auto import tqdm
 
     max_len = getattr(tokenizer, "model_max_length", None) or 10**9
-    sequences = [reward_inputs(tokenizer, p, r)[:max_len] for p, r in zip(prompts, responses)]
+    sequences = [reward_inputs(tokenizer, p, r, paper_input)[:max_len] for p, r in zip(prompts, responses)]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else model.config.pad_token_id
     # A sequence classifier reads the score at the last non-pad token. A text that itself
     # contains the pad id (pad == eos is common) would be misread inside a padded batch,
