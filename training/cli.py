@@ -2,6 +2,7 @@
 
     crpo-train pairs --data [SPLIT=]SOURCE ... --out pairs/      rated answers -> preference pairs
     crpo-train score pairs/ --out scored/                        + creativity scores per pair
+    crpo-train sft-data --data [SPLIT=]SOURCE ... --out sft/     the paper's SFT data (answers rated >= 30)
     crpo-train RECIPE [--field value ...]                        train (sft, dpo, crpo_*, demo_cpu)
     crpo-train accelerate-config NAME                            path of a shipped accelerate config
                                                                  (multi_gpu, zero3) for `accelerate launch`
@@ -30,14 +31,24 @@ def data_parser() -> argparse.ArgumentParser:
     pairs.add_argument("--min-score", type=float, default=20.0, help="both answers scored at least this (20)")
     pairs.add_argument("--min-score-diff", type=float, default=5.0, help="chosen beats rejected by this (5)")
     pairs.add_argument("--max-matching", type=int, default=10, help="pairs one answer may join (10)")
-    pairs.add_argument("--matching", choices=("widest", "paper"), default="widest",
+    pairs.add_argument("--profile", choices=("offline", "paper"), default="offline",
+                       help="paper: the paper's data step (--matching paper, and the hub's full_agreement configuration)")
+    pairs.add_argument("--matching", choices=("widest", "paper"),
                        help="widest: repeated answers merged, widest score gap first (default); paper: the paper's "
-                            "greedy matching in data order, repeats kept")
+                            "greedy matching in data order, repeats kept (the default of --profile paper)")
     pairs.add_argument("--config", help="configuration of the hub dataset (--data hub), e.g. full_agreement")
     pairs.add_argument("--tasks", nargs="+", help="only these task types (slugs such as aut, instances, or full names)")
     pairs.add_argument("--max-prompts", type=int, help="keep only the first N prompts of each split and task "
                                                            "(whole, so per-prompt scores are unchanged)")
     pairs.add_argument("--push-to-hub", metavar="REPO_ID", help="also push the dataset to the hub")
+
+    sft = verbs.add_parser("sft-data", help="the paper's SFT data: every answer rated at least --min-score, repeats "
+                                            "kept, as chat messages (train with a recipe like sft_paper)")
+    sft.add_argument("--data", action="append", required=True, metavar="[SPLIT=]SOURCE", help="as for pairs")
+    sft.add_argument("--out", required=True, help="folder for the datasets DatasetDict")
+    sft.add_argument("--min-score", type=float, default=30.0, help="answers rated at least this (30, the paper's)")
+    sft.add_argument("--config", help="configuration of the hub dataset (--data hub; the paper's: full_agreement)")
+    sft.add_argument("--tasks", nargs="+", help="only these task types")
 
     score = verbs.add_parser("score", help="attach min-max normalised creativity scores to each pair")
     score.add_argument("pairs", help="folder written by `crpo-train pairs`")
@@ -49,6 +60,10 @@ def data_parser() -> argparse.ArgumentParser:
     score.add_argument("--profile", choices=("offline", "paper"), default="offline",
                        help="scoring profile: offline (packaged MiniLM, SmolLM2) or paper (jina-embeddings-v3, spaCy "
                             "words, whole-chat surprise under gemma-2-27b-it, Skywork quality)")
+    score.add_argument("--rules", choices=("ours", "paper"),
+                       help="how scores become weights (default: the profile's). ours: surprise normalised as mean NLL, "
+                            "degenerate answers 0 on every dimension, a lone answer 0.5 everywhere; paper: perplexity, "
+                            "degenerate answers scored like any other, a lone answer diversity 0 (README: training profiles)")
     score.add_argument("--trust-remote-code", action="store_true",
                        help="let models that ship their own code run it (jina-embeddings-v3)")
     score.add_argument("--embedder", help="sentence embedder (default: packaged MiniLM)")
@@ -99,8 +114,11 @@ def save_dataset(splits: dict[str, list[dict]], out: str, push_to_hub: str | Non
 def run_pairs(args) -> int:
     from .pairs import PairSettings, build_pairs
 
-    settings = PairSettings(args.min_score, args.min_score_diff, args.max_matching, args.matching)
-    splits = build_pairs(read_sources(args.data, args.config), settings, set(args.tasks) if args.tasks else None,
+    paper = args.profile == "paper"
+    matching = args.matching or ("paper" if paper else "widest")
+    config = args.config or ("full_agreement" if paper and "hub" in args.data else None)
+    settings = PairSettings(args.min_score, args.min_score_diff, args.max_matching, matching)
+    splits = build_pairs(read_sources(args.data, config), settings, set(args.tasks) if args.tasks else None,
                          args.max_prompts)
     if not splits:
         raise ValueError("no pairs: no group has two answers that pass --min-score and --min-score-diff")
@@ -113,6 +131,19 @@ def run_pairs(args) -> int:
     return 0
 
 
+def run_sft_data(args) -> int:
+    from .pairs import sft_messages
+
+    splits = sft_messages(read_sources(args.data, args.config), args.min_score, set(args.tasks) if args.tasks else None)
+    if not splits:
+        raise ValueError(f"no answer is rated at least {args.min_score} (--min-score)")
+    save_dataset(splits, args.out, None, owner="crpo-train sft-data")
+    for split, rows in sorted(splits.items()):
+        print(f"{split}: {len(rows)} answers rated >= {args.min_score:g}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def run_score(args) -> int:
     import datasets
 
@@ -121,8 +152,11 @@ def run_score(args) -> int:
 
     from .scores import DIMENSIONS, score_pairs
 
+    rules = args.rules or ("paper" if args.profile == "paper" else "ours")
     config = profile_config(args.profile, embedder=args.embedder, lm=args.lm, reward_model=args.reward_model,
-                            trust_remote_code=args.trust_remote_code or None, progress=True)
+                            trust_remote_code=args.trust_remote_code or None, progress=True,
+                            # the paper's code keeps degenerate answers in their corpus and scores them
+                            degenerate="reference_compat" if rules == "paper" else None)
     dimensions = args.dimensions or [d for d in DIMENSIONS if d != "quality" or config.reward_model]
     unknown = sorted(set(dimensions) - set(DIMENSIONS))
     if unknown:
@@ -131,9 +165,10 @@ def run_score(args) -> int:
         raise FileNotFoundError(f"{args.pairs}: not a folder written by `crpo-train pairs`")
     data = datasets.load_from_disk(args.pairs)
     scorer = Scorer(config)
-    scored = score_pairs({split: list(data[split]) for split in data}, scorer, dimensions, args.score_rejected)
+    scored = score_pairs({split: list(data[split]) for split in data}, scorer, dimensions, args.score_rejected, rules)
     card = metric_card(config, surprise="surprise" in dimensions, profile=args.profile, corpus="prompt",
                        dimensions=list(dimensions), normalisation="min-max within each prompt's corpus",
+                       weight_rules=rules,
                        scored_sides="chosen and rejected" if args.score_rejected else "chosen")
     save_dataset(scored, args.out, args.push_to_hub, card, owner="crpo-train score")
     for split, pairs in sorted(scored.items()):
@@ -169,9 +204,9 @@ def dispatch(argv: list[str]) -> int:
     if argv[0] == "accelerate-config":
         print(accelerate_config(argv[1] if len(argv) > 1 else ""))
         return 0
-    if argv[0] in ("pairs", "score"):
+    if argv[0] in ("pairs", "score", "sft-data"):
         args = data_parser().parse_args(argv)
-        return run_pairs(args) if args.verb == "pairs" else run_score(args)
+        return {"pairs": run_pairs, "score": run_score, "sft-data": run_sft_data}[args.verb](args)
     from .recipe import train
 
     out = train(argv[0], argv[1:])

@@ -129,3 +129,20 @@ def build_pairs(rows: list[dict], settings: PairSettings, tasks: set[str] | None
                 "item": answers[c][2],
             })
     return dict(splits)
+
+
+def sft_messages(rows: list[dict], min_score: float = 30.0, tasks: set[str] | None = None) -> dict[str, list[dict]]:
+    """split -> SFT rows as the paper's `prepare_sft_data` makes them: every answer rated at
+    least `min_score`, repeats kept, as chat `messages` [user: the full prompt, assistant:
+    the answer] (TRL trains on the whole sequence), in the data's order (training shuffles)."""
+    splits: dict[str, list[dict]] = defaultdict(list)
+    tasks = {muce.task_slug(t) for t in tasks} if tasks else None
+    for (split, task, full), answers in sorted(rated_answers(rows).items()):
+        if tasks and task not in tasks:
+            continue
+        for answer, score, item in answers:
+            if score >= min_score:
+                splits[split].append({"messages": [{"role": "user", "content": full},
+                                                   {"role": "assistant", "content": answer}],
+                                      "task": task, "item": item, "score": score})
+    return dict(splits)

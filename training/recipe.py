@@ -114,7 +114,8 @@ def train(recipe_name: str, overrides: list[str]) -> Path:
     train_data, eval_data = load_splits(script)
     if script.max_train_pairs is not None:
         train_data = train_data.shuffle(seed=config.seed).select(range(min(script.max_train_pairs, len(train_data))))
-    if script.trainer == "sft":
+    if script.trainer == "sft" and "messages" not in train_data.column_names:
+        # preference pairs: their answers rated >= sft_min_score; `crpo-train sft-data` rows are used as they are
         train_data = sft_examples(train_data, script.sft_min_score)
         eval_data = sft_examples(eval_data, script.sft_min_score) if eval_data is not None else None
 

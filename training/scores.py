@@ -8,12 +8,19 @@ with the core scorers over that corpus, then min-max normalised within it:
 
 One rule for every dimension: where the corpus has no spread (max == min, which
 includes a prompt with a single answer) every answer gets 0.5, the midpoint, because
-the data says nothing about which answer is more creative. (The paper's code gave such
-a prompt 0 for novelty and diversity but 0.5 for surprise and quality.)
+the data says nothing about which answer is more creative. (The paper's code gives a
+single-answer prompt diversity 0 and 0.5 on the other dimensions: its novelty comment says
+0, but its min-max of one value gives 0.5.)
 
 Degenerate answers (empty, no words, one unique word) are left out of the min and max
 and get 0 on every dimension, so a degenerate chosen answer never earns a positive
 CrPO weight.
+
+`rules="paper"` reproduces the paper's code (`extend_crpo_data.py`) instead, where it differs:
+surprise is min-max normalised as perplexity, not as mean NLL (log-perplexity); a prompt with
+a single answer gets diversity 0 (and 0.5 on the other dimensions); degenerate answers stay in
+their corpus and are scored like any other (the scorer must keep them: degenerate policy
+`reference_compat`, which gives a one-word answer the paper's novelty 2 * DSI(corpus)).
 
 Columns carry the paper's names, `<dim>_chosen` and `<dim>_rejected`, so datasets
 written here and the paper's published pair datasets train the same way.
@@ -30,6 +37,7 @@ from crpo_bench.scoring import Scorer
 
 DIMENSIONS = registry.crpo_dimensions()  # novelty, diversity, surprise, originality, quality
 NO_SPREAD = 0.5
+RULES = ("ours", "paper")
 
 
 def min_max(values: list[float | None]) -> list[float]:
@@ -41,6 +49,22 @@ def min_max(values: list[float | None]) -> list[float]:
     if high == low:
         return [0.0 if v is None else NO_SPREAD for v in values]
     return [0.0 if v is None else (v - low) / (high - low) for v in values]
+
+
+def raw_value(row: dict, dim: str, rules: str) -> float | None:
+    """The value of `dim` that is normalised: ours leaves degenerate answers out (None) and
+    normalises surprise as mean NLL; the paper's keeps every answer and normalises perplexity."""
+    if rules == "paper":
+        return _finite(row.get("perplexity" if dim == "surprise" else dim))
+    return None if row["degenerate"] else _finite(row.get(dim))
+
+
+def normalised(raw: list[float | None], dim: str, rules: str) -> list[float]:
+    """One corpus's min-max scores; the paper's code gives a lone answer diversity 0 (its
+    diversity is the mean distance to the others: there are none)."""
+    if rules == "paper" and dim == "diversity" and len(raw) == 1:
+        return [0.0]
+    return min_max(raw)
 
 
 def _prompt_key(pair: dict) -> str:
@@ -60,8 +84,13 @@ def score_column(dimension: str, side: str) -> str:
 
 
 def score_pairs(splits: dict[str, list[dict]], scorer: Scorer, dimensions=DIMENSIONS,
-                score_rejected: bool = False) -> dict[str, list[dict]]:
+                score_rejected: bool = False, rules: str = "ours") -> dict[str, list[dict]]:
     """Return copies of the pair records with `<dim>_chosen` (and `<dim>_rejected`) columns."""
+    if rules not in RULES:
+        raise ValueError(f"rules {rules!r}: choose one of {RULES}")
+    if rules == "paper" and scorer.config.degenerate != "reference_compat":
+        raise ValueError("the paper's rules score degenerate answers like any other: give the scorer "
+                         "degenerate='reference_compat'")
     sides = ("chosen", "rejected") if score_rejected else ("chosen",)
     # 1. the unique answers of each (split, prompt) corpus, and a pair that names its item and task
     corpora: dict[tuple, dict[str, None]] = defaultdict(dict)
@@ -84,16 +113,16 @@ def score_pairs(splits: dict[str, list[dict]], scorer: Scorer, dimensions=DIMENS
         tasks=[first[key].get("task") for key, _ in keys],
     )
 
-    # 3. min-max within each corpus; degenerate answers get 0
+    # 3. min-max within each corpus (ours: degenerate answers get 0)
     by_corpus: dict[tuple, list[int]] = defaultdict(list)
     for i, (key, _) in enumerate(keys):
         by_corpus[key].append(i)
-    normalised: dict[tuple, dict[str, float]] = defaultdict(dict)
+    scores: dict[tuple, dict[str, float]] = defaultdict(dict)
     for dim in dimensions:
         for idx in by_corpus.values():
-            raw = [None if result.rows[i]["degenerate"] else _finite(result.rows[i].get(dim)) for i in idx]
-            for i, value in zip(idx, min_max(raw)):
-                normalised[keys[i]][dim] = value
+            raw = [raw_value(result.rows[i], dim, rules) for i in idx]
+            for i, value in zip(idx, normalised(raw, dim, rules)):
+                scores[keys[i]][dim] = value
 
     # 4. attach
     out: dict[str, list[dict]] = {}
@@ -102,8 +131,8 @@ def score_pairs(splits: dict[str, list[dict]], scorer: Scorer, dimensions=DIMENS
         for pair in pairs:
             record = dict(pair)
             for side in sides:
-                scores = normalised[((split, _prompt_key(pair)), _answer(pair[side]))]
-                record.update({score_column(dim, side): scores[dim] for dim in dimensions})
+                answer_scores = scores[((split, _prompt_key(pair)), _answer(pair[side]))]
+                record.update({score_column(dim, side): answer_scores[dim] for dim in dimensions})
             out[split].append(record)
     return out
 
