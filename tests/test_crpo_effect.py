@@ -134,3 +134,59 @@ def test_missing_data_and_a_run_at_another_scale_are_refused_by_name(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"scale": {"steps": 1}, "stage_seconds": {}}))
     with pytest.raises(SystemExit, match="at another scale"):
         experiment.main(["--smoke", "--work", str(tmp_path), "--train", str(data), "--val", str(data)])
+
+
+def test_normalised_weights_average_one_and_keep_their_ratios():
+    import datasets
+
+    from crpo_bench.training.trainer import WEIGHT, CrPOConfig, add_weights, mean_one_scale
+
+    pairs = datasets.Dataset.from_list([{"novelty_chosen": c, "novelty_rejected": r}
+                                        for c, r in ((0.9, 0.1), (0.5, 0.4), (0.2, 0.6), (1.0, 0.0))])
+    config = CrPOConfig(output_dir="unused", use_cpu=True, lambda_novelty=1.0, crpo_normalize_weights=True)
+    raw = add_weights(pairs, config)[WEIGHT]  # 0.8, 0.1, 0, 1.0
+    scale = mean_one_scale(add_weights(pairs, config))
+    assert scale == pytest.approx(4 / 1.9)
+    scaled = add_weights(pairs, config, scale=scale)[WEIGHT]
+    assert np.mean(scaled) == pytest.approx(1.0) and scaled == pytest.approx([w * 4 / 1.9 for w in raw])
+    zero = datasets.Dataset.from_list([{"novelty_chosen": 0.1, "novelty_rejected": 0.5}])
+    with pytest.raises(ValueError, match="every training pair has weight 0"):
+        mean_one_scale(add_weights(zero, config))
+
+
+def test_the_trainer_uses_mean_one_weights_when_asked(tiny_lm_folder, tmp_path):
+    """A CrPOTrainer built with crpo_normalize_weights holds weights of mean 1 over its training pairs."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from crpo_bench.training.trainer import WEIGHT, CrPOConfig, CrPOTrainer
+
+    rows = [{"prompt": [{"role": "user", "content": f"use {k}"}], "chosen": [{"role": "assistant", "content": "a boat"}],
+             "rejected": [{"role": "assistant", "content": "a hat"}], "novelty_chosen": c, "novelty_rejected": 0.1}
+            for k, c in enumerate((0.9, 0.5, 0.3, 0.2))]
+    config = CrPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", lambda_novelty=1.0,
+                        crpo_normalize_weights=True, max_length=32, per_device_train_batch_size=2)
+    trainer = CrPOTrainer(AutoModelForCausalLM.from_pretrained(tiny_lm_folder), args=config,
+                          train_dataset=datasets.Dataset.from_list(rows),
+                          processing_class=AutoTokenizer.from_pretrained(tiny_lm_folder))
+    weights = trainer.train_dataset[WEIGHT]
+    assert np.mean(weights) == pytest.approx(1.0)
+    assert weights == pytest.approx([w / np.mean([0.8, 0.4, 0.2, 0.1]) for w in (0.8, 0.4, 0.2, 0.1)])
+
+
+def test_power_plan_is_the_normal_approximation_of_the_pilots_item_spread():
+    experiment = load_experiment()
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=20)
+    models = {"dpo": {m: base.tolist() for m in ("novelty", "diversity", "surprise")}}
+    for k, variant in enumerate(("crpo_a", "crpo_b", "crpo_c")):
+        models[variant] = {m: (base + rng.normal(scale=0.01 * (k + 1), size=20)).tolist()
+                           for m in ("novelty", "diversity", "surprise")}
+    plan = experiment.power_plan({"per_item": {"models": models}}, planned_items=42)
+    for metric, effect in experiment.PAPER_EFFECTS.items():
+        sds = sorted(np.std(np.array(models[v][metric]) - base, ddof=1) for v in ("crpo_a", "crpo_b", "crpo_c"))
+        assert plan[metric]["pilot_sd"] == pytest.approx(sds[1])  # the median of three
+        assert plan[metric]["items_needed"] == int(np.ceil((1.96 * sds[1] / (effect / 2)) ** 2))
+        assert plan[metric]["expected_half_width"] == pytest.approx(1.96 * sds[1] / np.sqrt(42))
+    committed = json.loads((ROOT / "benchmarks" / "crpo_effect" / "power.json").read_text())
+    assert all(p["items_needed"] <= p["items_planned"] for p in committed.values())
