@@ -137,3 +137,20 @@ def test_noveltybench_curated_in_lm_eval_then_the_noveltybench_command(tmp_path,
     summary = json.loads((tmp_path / "nb" / "v1.1" / "summary.json").read_text())
     assert summary["mean_distinct"] == pytest.approx(task["distinct,samples"])
     assert summary["mean_utility"] == pytest.approx(task["utility,samples"])
+
+
+def test_group_rows_average_their_tasks_and_carry_a_version(tmp_path, tiny_lm_folder):
+    """muce_paper's row in lm-eval's Groups table: novelty and diversity, the unweighted mean
+    over its 7 tasks, and version 1.0 (not N/A)."""
+    lm_eval(["--model", "hf", "--model_args", f"pretrained={tiny_lm_folder}", "--tasks", "muce_paper",
+             "--limit", "1", "--gen_kwargs", "max_gen_toks=12",
+             "--metadata", json.dumps({"muce_data": "examples", "lm": "none"}),
+             "--output_path", str(tmp_path / "out")], cwd=tmp_path)
+    results = read_results(tmp_path / "out")
+    assert float(results["versions"]["muce_paper"]) == 1.0  # lm-eval writes it as given ("1.0")
+    tasks = results["group_subtasks"]["muce_paper"]
+    assert len(tasks) == 7
+    for metric in ("novelty", "diversity"):
+        values = [results["results"][t][f"{metric},samples"] for t in tasks]
+        assert all(v == v for v in values), values  # the tiny LM's noise has words: every task is scored
+        assert results["groups"]["muce_paper"][f"{metric},samples"] == pytest.approx(sum(values) / len(values))

@@ -33,8 +33,18 @@ dataset_kwargs: {{task_name: muce_any{suffix}}}
 """
 
 
+# Every MuCE task reports these whatever its settings (surprise needs an LM, quality a reward
+# model): the group's row averages them over its tasks, each task counting once (the paper
+# reports per-task means and their average).
+GROUP_METRICS = ("novelty", "diversity")
+GROUP_VERSION = 1.0
+
+
 def group(name: str, tasks: list[str], comment: str) -> str:
-    return f"{HEADER}# {comment}\ngroup: {name}\ntask:\n" + "".join(f"  - {t}\n" for t in tasks)
+    aggregate = "".join(f"  - metric: {m}\n    aggregation: mean\n    weight_by_size: false\n    filter_list: samples\n"
+                        for m in GROUP_METRICS)
+    return (f"{HEADER}# {comment}\ngroup: {name}\ntask:\n" + "".join(f"  - {t}\n" for t in tasks)
+            + f"aggregate_metric_list:\n{aggregate}metadata:\n  version: {GROUP_VERSION}\n")
 
 
 def main(folder: Path = HERE) -> None:
