@@ -652,12 +652,13 @@ async def _all_or_none(coroutines: list) -> list:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _harden_requests(lm, spec: ModelSpec) -> None:
+def _harden_requests(lm, spec: ModelSpec, cache=None) -> None:
     """Every request of an API model goes through crpo-bench's own batch runner instead of
     lm-eval's (TemplateAPI.get_batched_requests, and model_call for one request at a time):
     no redirect is followed, a failed reply is said in one line (an empty `choices` list
     is an error, not a misaligned zip), and when one request fails for good its siblings are
-    cancelled and awaited. `--concurrency` is the number of requests in flight."""
+    cancelled and awaited. `--concurrency` is the number of requests in flight. With a
+    `cache` (request_cache.RequestCache), a request answered before is not sent again."""
     from lm_eval.models.utils import chunks
 
     limit = max(1, int(spec.model_args.get("num_concurrent") or 1))
@@ -674,9 +675,21 @@ def _harden_requests(lm, spec: ModelSpec) -> None:
                            chunks(ctxlens or [None] * len(requests), n=lm._batch_size)))
         sem = asyncio.Semaphore(limit)
         method = "generate_until" if generate else "loglikelihood"
+        cached = [_cache_key(lm, spec, messages, generate, kwargs) if cache is not None else None
+                  for messages, _, _ in batches]
 
         async def one(index: int, messages, keys, ctxlen):
             number = f"{index + 1} of {len(batches)}"
+            if cached[index] is not None:
+                answers = cache.get(cached[index])
+                if answers is not None:
+                    return answers
+            answers = await send(number, messages, keys, ctxlen)
+            if cached[index] is not None:
+                cache.put(cached[index], answers)
+            return answers
+
+        async def send(number: str, messages, keys, ctxlen):
             async with sem:
                 if http:
                     answers = await _with_retries(
@@ -700,7 +713,21 @@ def _harden_requests(lm, spec: ModelSpec) -> None:
     lm.get_batched_requests = get_batched_requests
 
 
-def build_lm(spec: ModelSpec, api_key: str | None = None):
+def _cache_key(lm, spec: ModelSpec, messages, generate: bool, settings: dict) -> str:
+    """The request's key in the cache: its content plus how many identical requests of this
+    task came before it (`evaluate_pair` starts the count for each task)."""
+    from .request_cache import RequestCache
+
+    endpoint = {"provider": spec.provider, "model": spec.model_args.get("model"), "url": spec.base_url}
+    scope = getattr(lm, "_crpo_scope", "")
+    base = RequestCache.key(endpoint, scope, messages, generate, settings, 0)
+    seen = lm.__dict__.setdefault("_crpo_seen", {})
+    occurrence = seen.get(base, 0)
+    seen[base] = occurrence + 1
+    return RequestCache.key(endpoint, scope, messages, generate, settings, occurrence)
+
+
+def build_lm(spec: ModelSpec, api_key: str | None = None, cache=None):
     """lm-eval's model. An API model's key is set here, on the object in memory: lm-eval
     itself would send OPENAI_API_KEY (or an empty bearer token) to every endpoint."""
     from lm_eval.api.registry import get_model
@@ -718,7 +745,7 @@ def build_lm(spec: ModelSpec, api_key: str | None = None):
         # key no Authorization / x-api-key header is sent at all
         lm.header = _key_header(spec, lm, api_key)
     if spec.baseline:
-        _harden_requests(lm, spec)
+        _harden_requests(lm, spec, cache)
     return lm
 
 
@@ -727,6 +754,8 @@ def evaluate_pair(lm, spec: ModelSpec, task: str, limit: int | None, gen_kwargs:
     """One (model, task) through lm-eval; chat models get the chat template (API models always)."""
     import lm_eval
 
+    # the request cache counts identical requests per task (a rerun replays the task's order)
+    lm.__dict__.update(_crpo_scope=task, _crpo_seen={})
     try:
         return lm_eval.simple_evaluate(
             model=lm, tasks=[task], task_manager=manager, limit=limit, gen_kwargs=gen_kwargs or None,

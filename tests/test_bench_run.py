@@ -325,3 +325,60 @@ def test_custom_endpoint_gets_its_path_right_and_no_openai_key(tmp_path, muce_fi
         assert SECRET not in proc.stdout + proc.stderr
     meta = json.loads((tmp_path / "r2" / "stub" / "muce_aut.json").read_text())["crpo_bench"]
     assert meta["model_args"]["base_url"] == f"{stub.base}/chat/completions"
+
+
+class NumberingChat(StubChat):
+    """A chat endpoint whose every answer is new: `idea 1`, `idea 2`, ... in arrival order."""
+
+    def __init__(self):
+        super().__init__()
+        stub, handler = self, self.server.RequestHandlerClass
+        stub.count = 0
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._record()
+            stub.count += 1
+            reply_json(self, 200, json.dumps({"id": "stub", "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": f"idea number {stub.count} of many"},
+                 "finish_reason": "stop"}], "usage": {}}).encode())
+
+        handler.do_POST = do_POST
+
+    def posts(self) -> int:
+        return sum(method == "POST" for method, _, _ in self.requests)
+
+
+def test_a_rerun_after_a_crash_sends_no_request_that_was_answered(tmp_path, muce_file):
+    """The pair's result never written (a crash after some or all answers arrived): the rerun
+    takes every answered request from out/<model>/requests.sqlite and sends only the others."""
+    import sqlite3
+
+    stub = NumberingChat()
+    out = tmp_path / "results"
+    args = ["--model", f"stub=api:tiny@{stub.base}", "--concurrency", "1", *common(muce_file, out)]
+    try:
+        first = crpo_bench_run(args, cwd=tmp_path)
+        assert first.returncode == 0, first.stderr[-3000:]
+        sent = stub.posts()
+        assert sent == 4  # one item, 4 samples
+        answers = lambda: [s["resps"] for s in map(json.loads, (out / "stub" / "muce_aut.samples.jsonl").open())]
+        before = answers()
+        cache = out / "stub" / "requests.sqlite"
+        with sqlite3.connect(cache) as db:
+            assert db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 4
+        (out / "stub" / "muce_aut.json").unlink()  # the crash: no result
+        again = crpo_bench_run(args, cwd=tmp_path)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert stub.posts() == sent and answers() == before
+        assert "4 request(s) answered from" in again.stdout
+        # a crash after 2 of 4 answers: the rerun sends the 2 others
+        with sqlite3.connect(cache) as db:
+            db.execute("DELETE FROM answers WHERE rowid IN (SELECT rowid FROM answers LIMIT 2)")
+        (out / "stub" / "muce_aut.json").unlink()
+        third = crpo_bench_run(args, cwd=tmp_path)
+        assert third.returncode == 0, third.stderr[-3000:]
+        assert stub.posts() == sent + 2
+        assert len(set(answers()[0][0])) == 4, answers()  # still four different samples
+    finally:
+        stub.server.shutdown()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from .. import bench
+from ..request_cache import RequestCache
 
 
 def add_parser(subparsers) -> None:
@@ -197,14 +198,19 @@ def run(args) -> int:
                 continue
             if spec.base_url:
                 bench.check_endpoint(spec)
-            lm = bench.build_lm(spec, keys.get(spec.name))
+            # an API model's answers are kept as they arrive: a rerun after a crash resends none of them
+            cache = RequestCache(bench.result_path(out, spec.name, "requests").with_suffix(".sqlite")) \
+                if spec.baseline else None
+            lm = bench.build_lm(spec, keys.get(spec.name), cache)
             for task in by_model[spec.name]:
                 bar.set_postfix_str(f"{spec.name} / {task}")
-                start = time.perf_counter()
+                start, hits = time.perf_counter(), cache.hits if cache is not None else 0
                 evaluation = bench.evaluate_pair(lm, spec, task, args.limit, gen_kwargs, manager_of(spec),
                                                  chat_template=spec.baseline or not args.no_chat_template)
                 path = bench.write_pair(out, spec, task, evaluation, gen_kwargs)
-                tqdm.write(f"{spec.name} / {task}: {time.perf_counter() - start:.0f} s -> {path}")
+                reused = (f", {cache.hits - hits} request(s) answered from {cache.path}"
+                          if cache is not None and cache.hits > hits else "")
+                tqdm.write(f"{spec.name} / {task}: {time.perf_counter() - start:.0f} s -> {path}{reused}")
                 bar.update()
             del lm
     print(f"{len(todo.todo)} pair(s) run, {len(todo.done)} skipped; results in {out}")
