@@ -91,3 +91,30 @@ def test_smollm2_default_finds_fluent_text_less_surprising():
                                          metrics=["surprise"]).rows
     assert rows[0]["surprise"] + 1.0 < rows[1]["surprise"]
     assert 1.0 < rows[0]["perplexity"] < 1000
+
+
+def test_shared_prompt_prefixes_give_the_same_surprise_as_whole_sequences(tiny_lm_folder):
+    """Answers that share a prompt reuse one pass over it (its cache); every value equals the
+    whole-sequence computation, in both scopes, within 1e-4 nats."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from crpo_bench.metrics import surprise
+
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(tiny_lm_folder), AutoTokenizer.from_pretrained(tiny_lm_folder)
+    prompts = ["Think of a new use for a brick, and say it in a sentence or two please."] * 5 + ["Rain."] * 2 + [None]
+    answers = ["a doorstop", "grind it into pigment for a cave painting", "a bed for a hamster", "a", "build a wall",
+               "puddles", "the window hums", "no prompt here"]
+    for scope, function in surprise.NLL_FUNCTIONS.items():
+        shared = function(model, tokenizer, prompts, answers, max_tokens_per_batch=64)
+        sequences = [surprise.context_and_response_ids(tokenizer, p, a) for p, a in zip(prompts, answers)]
+        if scope == "response":
+            whole = surprise.mean_token_nll(model, tokenizer, [c + r for c, r in sequences],
+                                            [max(len(c), 1) for c, _ in sequences])
+        else:
+            whole = surprise.mean_token_nll(model, tokenizer, [surprise.whole_chat_ids(tokenizer, p, a)
+                                                               for p, a in zip(prompts, answers)], [1] * len(answers))
+        assert shared == pytest.approx(whole, abs=1e-4, nan_ok=True), scope
+    group = [c + r for c, r in sequences[:5]]
+    assert surprise.shared_prefix_nll(model, group) is not None  # the shared path ran, not the fallback
+    assert surprise.common_prefix([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert surprise.common_prefix([[1, 2], [1, 2]]) == 1  # each keeps a token of its own
