@@ -721,7 +721,9 @@ def _cache_key(lm, spec: ModelSpec, messages, generate: bool, settings: dict) ->
     endpoint = {"provider": spec.provider, "model": spec.model_args.get("model"), "url": spec.base_url}
     scope = getattr(lm, "_crpo_scope", "")
     base = RequestCache.key(endpoint, scope, messages, generate, settings, 0)
-    seen = lm.__dict__.setdefault("_crpo_seen", {})
+    if not hasattr(lm, "_crpo_seen"):
+        lm._crpo_seen = {}
+    seen = lm._crpo_seen
     occurrence = seen.get(base, 0)
     seen[base] = occurrence + 1
     return RequestCache.key(endpoint, scope, messages, generate, settings, occurrence)
@@ -754,8 +756,10 @@ def evaluate_pair(lm, spec: ModelSpec, task: str, limit: int | None, gen_kwargs:
     """One (model, task) through lm-eval; chat models get the chat template (API models always)."""
     import lm_eval
 
-    # the request cache counts identical requests per task (a rerun replays the task's order)
-    lm.__dict__.update(_crpo_scope=task, _crpo_seen={})
+    try:  # the request cache counts identical requests per task (a rerun replays the task's order)
+        lm._crpo_scope, lm._crpo_seen = task, {}
+    except AttributeError:
+        pass  # an object that takes no attributes has no request cache either
     try:
         return lm_eval.simple_evaluate(
             model=lm, tasks=[task], task_manager=manager, limit=limit, gen_kwargs=gen_kwargs or None,

@@ -226,13 +226,19 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     import time
 
     rows = tmp_path / "rows.jsonl"
-    rows.write_text("".join(json.dumps({"response": f"answer number {k} about bricks"}) + "\n" for k in range(4000)))
+    rows.write_text("".join(json.dumps({"response": f"answer number {k} about bricks"}) + "\n" for k in range(20000)))
     proc = subprocess.Popen([str(BIN / "crpo-bench"), "score", str(rows), "-o", str(tmp_path / "out.jsonl"),
-                             "--metrics", "diversity", "--no-cache"], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                             "--metrics", "diversity", "--no-cache"], cwd=tmp_path, stderr=subprocess.PIPE,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
-    time.sleep(12)  # models loaded, embedding under way
+    # interrupt once the embedding is under way (its progress bar has moved), whatever the machine's speed
+    seen, deadline = b"", time.monotonic() + 300
+    while b"/20000 [" not in seen:  # the bar is drawn: the model is loaded and embedding has begun
+        chunk = os.read(proc.stderr.fileno(), 4096)
+        assert chunk and time.monotonic() < deadline, seen.decode(errors="replace")[-2000:]
+        seen += chunk
+    time.sleep(1)
     proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=120)[1]
+    err = (seen + proc.communicate(timeout=120)[1]).decode(errors="replace")
     assert proc.returncode == 130, err[-2000:]
     assert "crpo-bench score: interrupted" in err and "Traceback" not in err
     assert not (tmp_path / "out.jsonl").exists()
