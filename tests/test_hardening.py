@@ -220,6 +220,16 @@ def test_a_full_disk_is_one_line_and_exit_1(tmp_path, monkeypatch, capsys, embed
     assert not (tmp_path / "out.jsonl").exists()
 
 
+def as_from_a_terminal():
+    """In the child before exec: SIGINT unblocked and at its default, as a shell starts a command.
+    (Late in a full pytest session the test process was seen passing SIGINT on ignored or blocked,
+    and Python then never raises KeyboardInterrupt.)"""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     """A real SIGINT while scoring: no traceback, no output file."""
     import signal
@@ -229,7 +239,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     rows.write_text("".join(json.dumps({"response": f"answer number {k} about bricks"}) + "\n" for k in range(20000)))
     proc = subprocess.Popen([str(BIN / "crpo-bench"), "score", str(rows), "-o", str(tmp_path / "out.jsonl"),
                              "--metrics", "diversity", "--no-cache"], cwd=tmp_path, stderr=subprocess.PIPE,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=as_from_a_terminal)
     # interrupt once the embedding is under way (its progress bar has moved), whatever the machine's speed
     seen, deadline = b"", time.monotonic() + 300
     while b"/20000 [" not in seen:  # the bar is drawn: the model is loaded and embedding has begun
