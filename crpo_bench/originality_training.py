@@ -15,6 +15,7 @@ answers (5 folds), whole items held out (one at a time) and whole task types hel
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,9 +141,12 @@ class TransferData:
         tasks = tasks_of(rows)
         keys = [item_key(t, i) for t, i in zip(tasks, items_of(rows))]
         words = word_counts(rows)
-        # the corpus of an answer: the answers to its item, as `validate` and the per-prompt tasks group them
-        peers, valid = rarity.peer_features(answers, keys)
+        # the corpus of an answer: the answers to its item, as `validate` and the per-prompt tasks group them;
+        # one pass serves both the peers head (corpora of at least MIN_PEERS others) and diversity (any corpus)
         all_peers, _ = rarity.peer_features(answers, keys, min_peers=1)
+        sizes = Counter(keys)
+        valid = np.array([sizes[k] - 1 >= rarity.MIN_PEERS for k in keys])
+        peers = np.where(valid[:, None], all_peers, 0.0)
         signals = {"length": words.astype(float), "semantic_distance": 1.0 - (answers * item_vectors).sum(axis=1),
                    "diversity": all_peers[:, rarity.FEATURES.index("diversity")]}
         return cls(answer_features(answers, item_vectors, words), transfer_features(answers, item_vectors, words, peers),

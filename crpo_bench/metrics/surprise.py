@@ -161,13 +161,7 @@ def shared_prefix_nll(model, sequences: list[list[int]], max_tokens_per_batch: i
             last = hidden[:, -1:]  # predicts each sequence's first token after the prefix
             rests = [s[shared:] for s in sequences]
             out_rows = [None] * len(sequences)
-            order = sorted(range(len(rests)), key=lambda i: len(rests[i]))
-            start = 0
-            while start < len(order):
-                end = start + 1
-                while end < len(order) and (shared + len(rests[order[end]])) * (end - start + 1) <= max_tokens_per_batch:
-                    end += 1
-                batch = order[start:end]
+            for batch in length_batches({i: shared + len(r) for i, r in enumerate(rests)}, max_tokens_per_batch):
                 width = max(len(rests[i]) for i in batch)
                 ids = torch.zeros((len(batch), width), dtype=torch.long)
                 mask = torch.zeros((len(batch), shared + width), dtype=torch.long)
@@ -186,7 +180,6 @@ def shared_prefix_nll(model, sequences: list[list[int]], max_tokens_per_batch: i
                 for row, i in enumerate(batch):
                     n = len(rests[i])
                     out_rows[i] = torch.cat([prefix_nll, first[row], after[row, : n - 1]]).cpu().numpy()
-                start = end
             return out_rows
     except (TypeError, ValueError, AttributeError, NotImplementedError):
         return None  # a model or cache without these options: every sequence runs whole
@@ -197,16 +190,10 @@ def _batched_nll(model, tokenizer, sequences, first_scored, which: list[int], ma
     """mean NLLs of the sequences `which`, whole, batched by length under a token budget."""
     import torch
 
-    order = sorted(which, key=lambda i: len(sequences[i]))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     dev = next(model.parameters()).device
     with torch.no_grad():
-        start = 0
-        while start < len(order):
-            end = start + 1  # sorted by length: grow the batch while it fits the budget
-            while end < len(order) and len(sequences[order[end]]) * (end - start + 1) <= max_tokens_per_batch:
-                end += 1
-            batch = order[start:end]
+        for batch in length_batches({i: len(sequences[i]) for i in which}, max_tokens_per_batch):
             width = max(len(sequences[i]) for i in batch)
             ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -219,7 +206,19 @@ def _batched_nll(model, tokenizer, sequences, first_scored, which: list[int], ma
                 if scored.numel():
                     nll[i] = scored.mean().item()
             bar.update(len(batch))
-            start = end
+
+
+def length_batches(lengths: dict[int, int], max_tokens_per_batch: int):
+    """Indices in batches, shortest first: a batch grows while its count times its longest
+    length fits the token budget (a longer sequence runs alone)."""
+    order = sorted(lengths, key=lambda i: lengths[i])
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and lengths[order[end]] * (end - start + 1) <= max_tokens_per_batch:
+            end += 1
+        yield order[start:end]
+        start = end
 
 
 LOGIT_CHUNK = 256  # positions whose logits exist at once: 256 x 49152 x 4 bytes = 50 MB for SmolLM2
