@@ -126,6 +126,11 @@ def test_noveltybench_curated_in_lm_eval_then_the_noveltybench_command(tmp_path,
     samples = read_samples(tmp_path / "out", "noveltybench_curated")
     assert [s["doc"]["id"] for s in samples] == ["curated-0", "curated-1"]
     assert all(len(s["filtered_resps"][0]) == 10 for s in samples)
+    # each sample logs its prompt's classes and utility, and its generations' novelty and diversity
+    for metric in ("distinct", "utility"):
+        assert all(len(s[metric]) == 1 for s in samples)
+        assert task[f"{metric},samples"] == pytest.approx(sum(s[metric][0] for s in samples) / 2, abs=1e-6)
+    assert all(len(s["prompt_novelty"]) == len(s["prompt_diversity"]) == 10 for s in samples)
 
     # the same generations through `crpo-bench noveltybench`: the same number of classes
     (samples_file,) = (tmp_path / "out").glob("*/samples_noveltybench_curated_*.jsonl")

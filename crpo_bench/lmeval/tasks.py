@@ -4,7 +4,7 @@
 resolved once from its metadata and travel with it (into every item its documents hand
 to the aggregations, and as the metric card into the results file); what it reports
 comes from the metric registry, not from a metric list in the YAML; and its documents'
-answers are handed over as one item per prompt. `PooledDecodingTask` also samples each
+answers are handed over as one item per prompt (report.AnswerValues). `PooledDecodingTask` also samples each
 prompt under several decoding settings.
 """
 
@@ -18,7 +18,7 @@ from lm_eval.api.task import ConfigurableTask
 
 from .. import registry
 from ..card import originality_domain
-from .report import AGGREGATIONS
+from .report import AGGREGATIONS, AnswerValues
 from .settings import metrics_for, resolve_settings, task_card
 
 log = logging.getLogger("crpo_bench.lmeval")
@@ -49,7 +49,8 @@ class CreativityTask(ConfigurableTask):
 
     def process_results(self, doc: dict, results: list) -> dict:
         item = results_item(doc, results, self.settings_json)
-        return {field: item for field in self._metric_fn_list}
+        # each metric its own list (what the samples file logs under its name), sharing the item
+        return {field: AnswerValues(item) for field in self._metric_fn_list}
 
 
 def results_item(doc: dict, results: list, settings_json: str) -> tuple:
