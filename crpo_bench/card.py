@@ -25,7 +25,14 @@ from .fingerprints import fingerprint, folder_fingerprint  # noqa: F401 (card.fo
 COMPARED_FIELDS = ("embedder", "embedder_fingerprint", "lm", "lm_fingerprint", "surprise_scope",
                  "reward_model", "reward_model_fingerprint", "reward_input", "tokenizer", "degenerate", "originality_model",
                  "originality_fingerprint", "max_response_chars", "corpus", "samples_per_prompt", "template",
-                 "equivalence")
+                 "equivalence", "dtype")
+# A compared field that older cards lack, and the value every result without it was made with.
+FIELD_DEFAULTS = {"dtype": "float32"}
+
+
+def compared(card: dict, field: str):
+    """A card's value of a compared field (FIELD_DEFAULTS where the card predates the field)."""
+    return card.get(field, FIELD_DEFAULTS.get(field))
 
 
 def _version(package: str) -> str | None:
@@ -76,6 +83,8 @@ def metric_card(config, surprise: bool = True, **protocol) -> dict:
         "originality_model": Path(originality).name, "originality_fingerprint": folder_fingerprint(originality),
         "originality_validity": originality_validity(originality),
         "max_response_chars": getattr(config, "max_response_chars", None),
+        # the scoring models' weights type, as resolved on this machine (models.dtype_label)
+        "dtype": models.dtype_label(getattr(config, "dtype", "auto"), models.device(getattr(config, "device", "auto"))),
         "corpus": None, "samples_per_prompt": None, "template": None,
         # recorded, not compared: under a named protocol `template` is `protocol:<name>` and each
         # row's own template is `row_template` (lmeval.settings.card_template); `crpo-bench run`
@@ -125,4 +134,4 @@ def differences(a: dict | None, b: dict | None) -> list[str]:
     """The COMPARED_FIELDS on which two cards disagree ([] where either card is missing)."""
     if not a or not b:
         return []
-    return [f for f in COMPARED_FIELDS if a.get(f) != b.get(f)]
+    return [f for f in COMPARED_FIELDS if compared(a, f) != compared(b, f)]

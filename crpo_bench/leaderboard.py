@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry
-from .card import COMPARED_FIELDS, differences
+from .card import COMPARED_FIELDS, compared, differences
 
 NOISE_Z = 2.0
 
@@ -140,7 +140,7 @@ def separate_incomparable(entries: list[Entry]) -> tuple[list[Entry], list[str]]
     for task, by_model in cards.items():
         groups: dict[tuple, list[str]] = {}
         for model, c in by_model.items():
-            key = tuple(json.dumps((c or {}).get(f), sort_keys=True) for f in COMPARED_FIELDS) if c else ("no card",)
+            key = tuple(json.dumps(compared(c, f), sort_keys=True) for f in COMPARED_FIELDS) if c else ("no card",)
             groups.setdefault(key, []).append(model)
         if len(groups) < 2:
             continue
@@ -148,7 +148,7 @@ def separate_incomparable(entries: list[Entry]) -> tuple[list[Entry], list[str]]
         fields = sorted({f for a in known for b in known for f in differences(a, b)}, key=COMPARED_FIELDS.index)
         for models in groups.values():
             c = by_model[models[0]]
-            label = ", ".join(f"{f}={_short((c or {}).get(f))}" for f in fields) if c else "no metric card"
+            label = ", ".join(f"{f}={_short(compared(c or {}, f))}" for f in fields) if c else "no metric card"
             rename.update({(task, m): f"{task} [{label}]" for m in models})
         notes.append(f"{task}: results made under different settings are not ranked together "
                      f"(they differ in {', '.join(fields) or 'having a metric card'})")

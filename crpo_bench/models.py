@@ -54,10 +54,37 @@ def cache_dir() -> Path:
     return Path(base) / "crpo-bench"
 
 
-def device() -> str:
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def device(option: str = "auto") -> str:
+    """Where a scoring model runs: `auto` is the GPU where there is one, else the CPU."""
     import torch
 
+    if option != "auto":
+        try:
+            return str(torch.device(option))
+        except (RuntimeError, TypeError) as err:
+            raise ModelLoadError(f"device {option!r} is not a torch device (auto, cpu, cuda, cuda:1, mps)") from err
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def dtype_label(option: str = "auto", where: str = "cpu") -> str:
+    """The weights' type a scoring model loads in: `auto` is float32 on the CPU (exact, and
+    what every earlier result used) and the checkpoint's own type elsewhere (bf16 for the
+    paper profile's 27B models, which fit on one GPU only so); else the type named."""
+    if option not in DTYPES:
+        raise ModelLoadError(f"dtype {option!r}: choose one of {', '.join(DTYPES)}")
+    if option == "auto":
+        return "float32" if where == "cpu" else "checkpoint"
+    return option
+
+
+def _from_pretrained_dtype(label: str):
+    """What transformers' from_pretrained takes for a dtype_label."""
+    import torch
+
+    return "auto" if label == "checkpoint" else getattr(torch, label)
 
 
 def _package_file(package: str, relative: str) -> Path | None:
@@ -224,16 +251,23 @@ class Embedder:
         return int(get_dim())
 
 
-def load_embedder(name: str | None = None, trust_remote_code: bool = False) -> Embedder:
-    """A sentence embedder; `trust_remote_code` allows a model that ships its own code."""
+def load_embedder(name: str | None = None, trust_remote_code: bool = False, where: str = "auto",
+                  dtype: str = "auto") -> Embedder:
+    """A sentence embedder on device `where` with weights of `dtype` (dtype_label);
+    `trust_remote_code` allows a model that ships its own code."""
     from sentence_transformers import SentenceTransformer
 
+    where = device(where)
+    label = dtype_label(dtype, where)
+    # vectors of another weights type are other vectors: the cache key says which
+    typed = "" if label == "float32" else f"@{label}"
+    options = {"device": where, "model_kwargs": {"dtype": _from_pretrained_dtype(label)}}
     name = name or DEFAULT_EMBEDDER
     if name in EMBEDDER_ALIASES:
         packaged = _package_file(MINILM_PACKAGE, "model")
         if packaged is not None:
-            return Embedder(SentenceTransformer(str(packaged), device=device()),
-                            f"{DEFAULT_EMBEDDER}@{fingerprint(str(packaged))}", DEFAULT_EMBEDDER)
+            return Embedder(SentenceTransformer(str(packaged), **options),
+                            f"{DEFAULT_EMBEDDER}@{fingerprint(str(packaged))}{typed}", DEFAULT_EMBEDDER)
         name = DEFAULT_EMBEDDER
     local = Path(name).is_dir()
     if not local:
@@ -241,15 +275,15 @@ def load_embedder(name: str | None = None, trust_remote_code: bool = False) -> E
     _refuse_remote_code("sentence embedder", name, "--embedder", trust_remote_code, sentence_transformers=True)
     source = str(Path(name).resolve()) if local else name
     try:
-        model = SentenceTransformer(source, device=device(), trust_remote_code=trust_remote_code)
+        model = SentenceTransformer(source, trust_remote_code=trust_remote_code, **options)
     except Exception as err:  # hub errors come in many types; all mean "not loadable"
         if local and "trust_remote_code" not in str(err):
             raise  # a broken folder: the library's own error says most
         raise _wrap_load_error("sentence embedder", name, "--embedder", err) from err
     # keyed by content (the fingerprint the metric card records, after loading: a hub model's
     # commit is known once downloaded), so a model changed in place never gets stale vectors
-    label = f"local:{source}" if local else source
-    return Embedder(model, f"{label}@{fingerprint(source)}", label)
+    shown = f"local:{source}" if local else source
+    return Embedder(model, f"{shown}@{fingerprint(source)}{typed}", shown)
 
 
 def minilm_tokenizer():
@@ -327,9 +361,10 @@ def causal_lm_path(name: str | None = None) -> str:
     return DEFAULT_LM if name in LM_ALIASES else name
 
 
-def load_causal_lm(name: str | None = None, trust_remote_code: bool = False):
-    """(model, tokenizer) in eval mode, float32 on CPU, on the GPU where there is one;
-    `trust_remote_code` allows a model that ships its own code."""
+def load_causal_lm(name: str | None = None, trust_remote_code: bool = False, where: str = "auto",
+                   dtype: str = "auto"):
+    """(model, tokenizer) in eval mode on device `where` (auto: the GPU where there is one)
+    with weights of `dtype` (dtype_label); `trust_remote_code` allows a model that ships its own code."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     name = causal_lm_path(name)
@@ -338,18 +373,23 @@ def load_causal_lm(name: str | None = None, trust_remote_code: bool = False):
     _refuse_remote_code("causal LM", name, "--lm", trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code)
+        where = device(where)
+        model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code,
+                                                     dtype=_from_pretrained_dtype(dtype_label(dtype, where)))
+    except ModelLoadError:
+        raise
     except Exception as err:
         raise _wrap_load_error("causal LM", name, "--lm", err) from err
-    return model.to(device()).eval(), tokenizer
+    return model.to(where).eval(), tokenizer
 
 
 # --- reward model --------------------------------------------------------------------
 
 
-def load_reward_model(name: str, trust_remote_code: bool = False):
-    """(model, tokenizer) of a sequence classifier with one output (the reward);
-    `trust_remote_code` allows a model that ships its own code."""
+def load_reward_model(name: str, trust_remote_code: bool = False, where: str = "auto", dtype: str = "auto"):
+    """(model, tokenizer) of a sequence classifier with one output (the reward), on device
+    `where` with weights of `dtype` (dtype_label); `trust_remote_code` allows a model that
+    ships its own code."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     if not Path(name).is_dir():
@@ -357,7 +397,11 @@ def load_reward_model(name: str, trust_remote_code: bool = False):
     _refuse_remote_code("reward model", name, "--reward-model", trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(name, trust_remote_code=trust_remote_code)
+        where = device(where)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            name, trust_remote_code=trust_remote_code, dtype=_from_pretrained_dtype(dtype_label(dtype, where)))
+    except ModelLoadError:
+        raise
     except Exception as err:
         raise _wrap_load_error("reward model", name, "--reward-model", err) from err
     if model.config.num_labels != 1:
@@ -365,4 +409,4 @@ def load_reward_model(name: str, trust_remote_code: bool = False):
             f"reward model {name!r} has {model.config.num_labels} outputs; quality needs a "
             "sequence classifier with exactly one (the reward logit)"
         )
-    return model.to(device()).eval(), tokenizer
+    return model.to(where).eval(), tokenizer

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .card import COMPARED_FIELDS, differences
+from .card import COMPARED_FIELDS, compared, differences
 from .jsonl import InputError, non_finite_field
 from .leaderboard import Entry, shown
 
@@ -232,7 +232,8 @@ def card_mismatches(entries: list[Entry], baseline: dict) -> list[str]:
             out.append(f"{key}: the results carry no metric card (the baseline has one)")
             continue
         for name in differences(card, current[key]):
-            out.append(f"{key}: {name} differs (baseline {card.get(name)!r}, results {current[key].get(name)!r})")
+            out.append(f"{key}: {name} differs (baseline {compared(card, name)!r}, "
+                       f"results {compared(current[key], name)!r})")
     return out
 
 

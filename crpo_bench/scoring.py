@@ -56,6 +56,10 @@ class ScoringConfig:
     surprise_scope: str = "response"  # or "whole_chat", the paper's (metrics/surprise.py)
     reward_input: str = "chat"  # or "paper": the chat text re-tokenized with special tokens (metrics/quality.py)
     trust_remote_code: bool = False  # the opt-in to models that ship their own code
+    # Where the scoring models run and the type of their weights: auto = the GPU where there is
+    # one; float32 on the CPU, the checkpoint's own type on a GPU (models.dtype_label)
+    device: str = "auto"
+    dtype: str = "auto"
     # Answers are scored on their first max_response_chars characters (rows cut short say so
     # in `truncated_at`): memory and time stay bounded whatever a model emits (surprise's
     # attention grows with the square of the length). 10,000 is about 2,300 tokens, twice the
@@ -74,6 +78,8 @@ class ScoringConfig:
             raise ValueError(f"tokenizer {self.tokenizer!r}: choose one of {text.TOKENIZERS}")
         if self.surprise_scope not in surprise.SCOPES:
             raise ValueError(f"surprise scope {self.surprise_scope!r}: choose one of {surprise.SCOPES}")
+        if self.dtype not in models.DTYPES:
+            raise ValueError(f"dtype {self.dtype!r}: choose one of {models.DTYPES}")
         if self.reward_input not in REWARD_INPUTS:
             raise ValueError(f"reward input {self.reward_input!r}: choose one of {REWARD_INPUTS}")
         cap = self.max_response_chars
@@ -116,6 +122,16 @@ def profile_config(profile: str = "offline", **overrides) -> ScoringConfig:
     if settings.get("reward_model") == NO_MODEL:
         settings["reward_model"] = None
     return ScoringConfig(**settings)
+
+
+def add_device_options(parser) -> None:
+    """--device and --dtype of the scoring models, for every command that scores."""
+    parser.add_argument("--device", default="auto", help="where the scoring models run: auto (default: the GPU "
+                        "where there is one), cpu, cuda, cuda:1, ...")
+    parser.add_argument("--dtype", default="auto", choices=models.DTYPES,
+                        help="the scoring models' weights: auto (default) is float32 on the CPU and the checkpoint's "
+                             "own type on a GPU (bf16 for the paper profile's 27B models, so they fit); the card "
+                             "records it")
 
 
 @dataclass
@@ -168,7 +184,8 @@ class Scorer:
     @property
     def embedder(self):
         if self._embedder is None:
-            self._embedder = _load_embedder(self.config.embedder, self.config.trust_remote_code)
+            self._embedder = _load_embedder(self.config.embedder, self.config.trust_remote_code, self.config.device,
+                                            self.config.dtype)
         return self._embedder
 
     @property
@@ -231,7 +248,7 @@ class Scorer:
         if "ngrams" in passes:
             self._ngrams(responses, members, in_corpus, rows, corpora)
         if "lm" in passes:
-            model, tokenizer = _load_causal_lm(cfg.lm, cfg.trust_remote_code)
+            model, tokenizer = _load_causal_lm(cfg.lm, cfg.trust_remote_code, cfg.device, cfg.dtype)
             nll = surprise.NLL_FUNCTIONS[cfg.surprise_scope](model, tokenizer, prompts, list(responses),
                                                              progress=cfg.progress)
             for row, value in zip(rows, nll):
@@ -240,7 +257,7 @@ class Scorer:
             items = [i if i is not None else p for i, p in zip(items or [None] * n, prompts)]
             self._relative_to_item(responses, items, list(tasks or [None] * n), kinds, metrics, rows, corpus_ids)
         if "reward_model" in passes:
-            model, tokenizer = _load_reward_model(cfg.reward_model, cfg.trust_remote_code)
+            model, tokenizer = _load_reward_model(cfg.reward_model, cfg.trust_remote_code, cfg.device, cfg.dtype)
             rewards = quality.reward_scores(model, tokenizer, prompts, list(responses), progress=cfg.progress,
                                             paper_input=cfg.reward_input == "paper")
             for row, value in zip(rows, rewards):

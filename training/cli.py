@@ -19,6 +19,8 @@ HELP = __doc__
 
 
 def data_parser() -> argparse.ArgumentParser:
+    from crpo_bench.scoring import add_device_options
+
     parser = argparse.ArgumentParser(prog="crpo-train", description="CrPO data steps.")
     verbs = parser.add_subparsers(dest="verb", required=True)
 
@@ -69,6 +71,7 @@ def data_parser() -> argparse.ArgumentParser:
     score.add_argument("--embedder", help="sentence embedder (default: packaged MiniLM)")
     score.add_argument("--lm", help="LM for surprise (default: packaged SmolLM2)")
     score.add_argument("--reward-model", help="reward model for quality")
+    add_device_options(score)
     score.add_argument("--push-to-hub", metavar="REPO_ID", help="also push the dataset to the hub")
     return parser
 
@@ -155,6 +158,7 @@ def run_score(args) -> int:
     rules = args.rules or ("paper" if args.profile == "paper" else "ours")
     config = profile_config(args.profile, embedder=args.embedder, lm=args.lm, reward_model=args.reward_model,
                             trust_remote_code=args.trust_remote_code or None, progress=True,
+                            device=args.device, dtype=args.dtype,
                             # the paper's code keeps degenerate answers in their corpus and scores them
                             degenerate="reference_compat" if rules == "paper" else None)
     dimensions = args.dimensions or [d for d in DIMENSIONS if d != "quality" or config.reward_model]

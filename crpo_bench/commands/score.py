@@ -14,7 +14,7 @@ from ..aggregate import summarize
 from ..card import card_path, metric_card
 from ..jsonl import (InputError, check_finite, check_writable, read_jsonl, write_jsonl_atomic,
                      write_text_atomic)
-from ..scoring import (DEGENERATE_POLICIES, PROFILES, Scorer, default_metrics,
+from ..scoring import (DEGENERATE_POLICIES, PROFILES, Scorer, add_device_options, default_metrics,
                        profile_config)
 from ..text import TOKENIZERS
 
@@ -53,6 +53,7 @@ def add_parser(subparsers) -> None:
                    "reference_compat: score them like the paper's code")
     p.add_argument("--tokenizer", choices=TOKENIZERS,
                    help="word tokenizer for DSI, novelty, n-grams (default: regex; spacy in the paper profile)")
+    add_device_options(p)
     p.add_argument("--no-cache", action="store_true", help="do not read or write the on-disk embedding cache")
     p.add_argument("--max-response-chars", type=int, default=10_000, metavar="N",
                    help="score each answer's first N characters (rows cut short get `truncated_at`; the card "
@@ -116,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         args.profile, embedder=args.embedder, lm=args.lm, reward_model=args.reward_model,
         trust_remote_code=args.trust_remote_code, degenerate=args.degenerate, tokenizer=args.tokenizer,
         embedding_cache=not args.no_cache, progress=not args.quiet, max_response_chars=args.max_response_chars,
+        device=args.device, dtype=args.dtype,
     )
     metrics = args.metrics or default_metrics(config)
     item_metrics = [m for m in metrics if "item" in registry.REGISTRY[m].needs]

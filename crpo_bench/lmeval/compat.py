@@ -1,5 +1,6 @@
 """The one place crpo-bench patches lm-eval internals (besides task discovery in
-crpo_bench/lmeval_hook.py): our standard errors. Written for lm-eval 0.4.13; on another
+crpo_bench/lmeval_hook.py): our standard errors, and the evaluated model handed to
+generator.hold so that it can step aside before scoring. Written for lm-eval 0.4.13; on another
 version it checks the layout it relies on and fails with a message that says what to update.
 """
 
@@ -44,3 +45,27 @@ def install_stderr_hook() -> None:
 
     stderr_for_metric.crpo_hooked = True
     evaluator_utils.stderr_for_metric = stderr_for_metric
+
+
+def install_generator_hook() -> None:
+    """Hand each `evaluate` call's model to generator.hold (simple_evaluate calls lm-eval's
+    module-level `evaluate` by name, so wrapping that name reaches every evaluation)."""
+    import lm_eval.evaluator as evaluator
+
+    from . import generator
+
+    check_version()
+    original = getattr(evaluator, "evaluate", None)
+    if original is None:
+        raise RuntimeError("lm_eval.evaluator.evaluate is gone: crpo_bench's generator hand-over "
+                           f"(crpo_bench/lmeval/compat.py, written for lm-eval {WRITTEN_FOR}) needs updating")
+    if getattr(original, "crpo_hooked", False):
+        return
+
+    def evaluate(*args, **kwargs):
+        generator.hold(kwargs["lm"] if "lm" in kwargs else args[0])
+        return original(*args, **kwargs)
+
+    evaluate.crpo_hooked = True
+    evaluate.__wrapped__ = original
+    evaluator.evaluate = evaluate

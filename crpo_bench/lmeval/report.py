@@ -22,6 +22,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .. import noveltybench, registry
+from . import generator
 from ..metrics.ngrams import NGRAM_ORDERS
 from ..scoring import Scorer, counted_mean, counts
 from .settings import answer_metrics, scorer_config
@@ -214,6 +215,7 @@ def noveltybench_values(items: list, per_prompt: dict) -> dict[str, float]:
 def _task_report(key: str, items_json: str) -> dict:
     """Point estimates and standard errors of every metric of one task, and what each item
     logs (cached: lm-eval calls each metric's aggregation and stderr separately on the same items)."""
+    generator.step_aside()  # generation is over: its GPU memory goes to the scoring models
     items = [(t, p, tuple(r), i, m, s) for t, p, r, i, m, s in json.loads(items_json)]
     settings = json.loads(items[0][5])  # the task's settings travel in its items
     scorer = _scorer(items[0][5])

@@ -19,7 +19,8 @@ SETTINGS_ENV = {"embedder": "CRPO_EMBEDDER", "lm": "CRPO_LM", "reward_model": "C
                 "degenerate": "CRPO_DEGENERATE", "stderr": "CRPO_STDERR", "bootstrap_iters": "CRPO_BOOTSTRAP_ITERS",
                 "equivalence": "CRPO_EQUIVALENCE", "classifier": "CRPO_CLASSIFIER", "patience": "CRPO_PATIENCE",
                 "originality_model": "CRPO_ORIGINALITY_MODEL", "profile": "CRPO_PROFILE",
-                "trust_remote_code": "CRPO_TRUST_REMOTE_CODE"}
+                "trust_remote_code": "CRPO_TRUST_REMOTE_CODE", "scorer_device": "CRPO_SCORER_DEVICE",
+                "scorer_dtype": "CRPO_SCORER_DTYPE"}
 STDERR_METHODS = ("jackknife", "bootstrap")
 CORPUS_SCOPES = ("task", "prompt")
 KINDS = (registry.MUCE, registry.NOVELTYBENCH)
@@ -42,6 +43,9 @@ def resolve_settings(metadata: dict, kind: str = registry.MUCE) -> dict:
     if isinstance(settings["lm"], str) and settings["lm"].lower() in ("none", "off", "false"):
         settings["lm"] = "none"
     settings["trust_remote_code"] = str(settings["trust_remote_code"]).lower() in ("1", "true", "yes")
+    # the scoring models' device and weights type (models.device, models.dtype_label)
+    settings["scorer_device"] = settings["scorer_device"] or "auto"
+    settings["scorer_dtype"] = settings["scorer_dtype"] or "auto"
     # the scoring profile decides the models not named; what it resolves to is recorded
     settings["profile"] = settings["profile"] or "offline"
     settings["reward_model"] = profile_config(settings["profile"], reward_model=settings["reward_model"]).reward_model
@@ -64,7 +68,8 @@ def scorer_config(settings: dict) -> ScoringConfig:
                           lm=None if settings["lm"] == "none" else settings["lm"],
                           reward_model=settings["reward_model"] or NO_MODEL, degenerate=settings["degenerate"],
                           originality_model=settings["originality_model"],
-                          trust_remote_code=settings["trust_remote_code"] or None)
+                          trust_remote_code=settings["trust_remote_code"] or None,
+                          device=settings["scorer_device"], dtype=settings["scorer_dtype"])
 
 
 def available_models(settings: dict) -> set[str]:
