@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from crpo_bench import noveltybench as nb
-from crpo_bench.equivalence_training import read_partitions
+from crpo_bench.noveltybench.surrogate_training import read_partitions
 from crpo_bench.models import load_embedder
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared/data/noveltybench/gemini-1.5-pro-curated-calibration.jsonl"

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from crpo_bench import Scorer, ScoringConfig, muce
-from crpo_bench.scoring import _load_originality
+from crpo_bench.scoring.scorer import _load_originality
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocsai1" / "alltests_val.jsonl"
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from crpo_bench import noveltybench as nb
-from crpo_bench.equivalence_surrogate import SurrogateModel, packaged_path, surrogate_equivalence
-from crpo_bench.equivalence_training import adjusted_rand_index, read_partitions
+from crpo_bench.noveltybench.surrogate import SurrogateModel, packaged_path, surrogate_equivalence
+from crpo_bench.noveltybench.surrogate_training import adjusted_rand_index, read_partitions
 from crpo_bench.models import load_embedder, minilm_tokenizer
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared/data/noveltybench/gemini-1.5-pro-curated-calibration.jsonl"

@@ -306,7 +306,7 @@ def power_markdown(plan: dict, reached: dict | None = None) -> list[str]:
 def statistics(items: dict, mech: dict, iters: int, trained_items: set[str]) -> dict:
     """Means, paired differences to DPO (the control) and to the SFT model (all items, and the
     items no training pair was about), and the mechanism check."""
-    from crpo_bench.effects import paired_correlation_difference, paired_difference
+    from crpo_bench.stats.effects import paired_correlation_difference, paired_difference
     from crpo_bench.metrics.rated_memory import item_key
 
     models = items["models"]
@@ -347,7 +347,7 @@ def targets(variant: str) -> list[str]:
 
 
 def interval(effect: dict, digits: int = 3) -> str:
-    from crpo_bench.effects import beyond_interval
+    from crpo_bench.stats.effects import beyond_interval
 
     mark = " *" if beyond_interval(effect) else ""
     return f"{effect['diff']:+.{digits}f} [{effect['low']:+.{digits}f}, {effect['high']:+.{digits}f}]{mark}"
@@ -355,7 +355,7 @@ def interval(effect: dict, digits: int = 3) -> str:
 
 def verdict(effect: dict, metric: str | None = None) -> str:
     """Up / down / no detectable change; a null result names the scale it could have seen."""
-    from crpo_bench.effects import beyond_interval
+    from crpo_bench.stats.effects import beyond_interval
 
     if beyond_interval(effect):
         return f"{'up' if effect['diff'] > 0 else 'down'} beyond the interval ({interval(effect)})"

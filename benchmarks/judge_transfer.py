@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from crpo_bench import equivalence_surrogate as es
-from crpo_bench import equivalence_training as et
+from crpo_bench.noveltybench import surrogate as es
+from crpo_bench.noveltybench import surrogate_training as et
 from crpo_bench.models import minilm_tokenizer
-from crpo_bench.published import read_published
+from crpo_bench.noveltybench.published import read_published
 from crpo_bench.scoring import Scorer, ScoringConfig
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "noveltybench"

@@ -27,7 +27,7 @@ from tabulate import tabulate
 from crpo_bench import Scorer, ScoringConfig, muce, text
 from crpo_bench.metrics import rarity
 from crpo_bench.metrics.originality import transfer_features
-from crpo_bench.originality_training import (TransferData, choose_ridges, embed, transfer_rows, transfer_validation,
+from crpo_bench.scoring.originality_training import (TransferData, choose_ridges, embed, transfer_rows, transfer_validation,
                                              word_counts)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocsai1"

@@ -53,8 +53,8 @@ def embeddings_perturbed(scorer, noise: float, seed: int):
 
 
 def surrogate_spread(runs: int, noise: float) -> None:
-    from crpo_bench import equivalence_surrogate as es
-    from crpo_bench import equivalence_training as et
+    from crpo_bench.noveltybench import surrogate as es
+    from crpo_bench.noveltybench import surrogate_training as et
     from crpo_bench.models import minilm_tokenizer
     from crpo_bench.scoring import Scorer, ScoringConfig
 
@@ -82,7 +82,8 @@ def surrogate_spread(runs: int, noise: float) -> None:
 
 
 def originality_spread(runs: int, noise: float) -> None:
-    from crpo_bench import muce, originality_training
+    from crpo_bench import muce
+    from crpo_bench.scoring import originality_training
     from crpo_bench.models import DEFAULT_ORIGINALITY_MODEL
     from crpo_bench.metrics.originality import OriginalityModel
     from crpo_bench.scoring import Scorer, ScoringConfig

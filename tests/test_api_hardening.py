@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from crpo_bench import bench
+from crpo_bench.run import runner as bench
 from crpo_bench.cli import main
 
 from http_stubs import send_reply, serve

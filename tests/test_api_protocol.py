@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from crpo_bench import bench
-from crpo_bench.card import COMPARED_FIELDS, differences
+from crpo_bench.run import runner as bench
+from crpo_bench.scoring.card import COMPARED_FIELDS, differences
 
 from http_stubs import openai_unrecognized_argument, reply_json
 from test_bench_run import BIN, crpo_bench_run, muce_file  # noqa: F401 -- muce_file is a fixture

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from crpo_bench import bench
+from crpo_bench.run import runner as bench
 from http_stubs import reply_json
 
 BIN = Path(sys.executable).parent

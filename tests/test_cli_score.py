@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from crpo_bench.cli import main
-from crpo_bench.embedding_cache import EmbeddingCache
+from crpo_bench.scoring.embedding_cache import EmbeddingCache
 
 ROWS = [
     {"id": 1, "task": "aut", "prompt": "Uses for a brick?", "response": "Hollow it out as a planter for succulents."},

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crpo_bench.effects import beyond_interval, paired_correlation_difference, paired_difference
+from crpo_bench.stats.effects import beyond_interval, paired_correlation_difference, paired_difference
 
 ROOT = Path(__file__).resolve().parents[1]
 

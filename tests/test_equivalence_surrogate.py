@@ -10,8 +10,8 @@ import shutil
 import numpy as np
 import pytest
 
-from crpo_bench import equivalence_surrogate as es
-from crpo_bench import equivalence_training as et
+from crpo_bench.noveltybench import surrogate as es
+from crpo_bench.noveltybench import surrogate_training as et
 from crpo_bench import noveltybench as nb
 from crpo_bench.cli import main
 from crpo_bench.jsonl import InputError

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crpo_bench import card as cards
-from crpo_bench import scoring
+from crpo_bench.scoring import card as cards
+from crpo_bench.scoring import scorer as scoring
 from crpo_bench.scoring import Scorer, ScoringConfig
 
 from test_leaderboard import FIXTURE, cli, write_results

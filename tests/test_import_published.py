@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crpo_bench.published import read_published
+from crpo_bench.noveltybench.published import read_published
 
 BIN = Path(sys.executable).parent
 GEMINI = "noveltybench/published/2025-03-27_gemini-1.5-pro/nb-curated"

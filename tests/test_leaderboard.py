@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crpo_bench import leaderboard
+from crpo_bench.results import leaderboard
 
 BIN = Path(sys.executable).parent
 # model -> (baseline?, {metric: (value, stderr)}); all higher-is-better
@@ -316,7 +316,7 @@ def test_results_card_that_is_not_an_object_is_exit_2(tmp_path):
     path.write_text(json.dumps(data))
     proc = cli("check", "--baseline", tmp_path / "b.json", "--results", results, cwd=tmp_path)
     assert proc.returncode == 2
-    assert 'crpo/muce_aut.json: crpo_bench.card: expected an object (a metric card), got "minilm"' in proc.stderr
+    assert 'crpo/muce_aut.json: crpo_bench.scoring.card: expected an object (a metric card), got "minilm"' in proc.stderr
 
 
 # --- issue 13 item 6: `leaderboard` on awkward names and values ------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from crpo_bench import card as cards
+from crpo_bench.scoring import card as cards
 from crpo_bench.cli import main
 from crpo_bench.models import DEFAULT_EMBEDDER
 

@@ -10,9 +10,9 @@ import pytest
 
 from crpo_bench import muce
 from crpo_bench.lmeval.data import heldout_documents
-from crpo_bench.muce_prompts import full_prompt
+from crpo_bench.muce.prompts import full_prompt
 
-EXAMPLES = Path(muce.__file__).parent / "data" / "muce_examples.jsonl"
+EXAMPLES = Path(muce.__file__).parents[1] / "data" / "muce_examples.jsonl"
 KEYS = {"TaskType", "Language", "TasksNamesFull", "Dataset", "Prompt", "Set", "Response", "facsco_grm_scaled",
         "RatingLabel"}
 # Composites' wording never fills in its item (the paper's literal "{prompt}"), so its three

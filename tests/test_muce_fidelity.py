@@ -9,7 +9,7 @@ import json
 import pytest
 
 from crpo_bench import lmeval, muce
-from crpo_bench.muce_prompts import LIMITS, full_prompt, user_prompt
+from crpo_bench.muce.prompts import LIMITS, full_prompt, user_prompt
 
 from muce_fixtures import PAPER_TASK_NAMES, raw_rows, write_jsonl
 

@@ -89,7 +89,7 @@ def test_the_pooled_sixteen_are_the_corpus_of_novelty_and_diversity(paper_run, e
 def test_gen_kwargs_from_the_command_line_win_over_every_setting(tmp_path):
     """lm-eval lays --gen_kwargs over the task's generation_kwargs after building it; the
     pooled task must keep those values in all four requests, and its settings elsewhere."""
-    from crpo_bench import bench
+    from crpo_bench.run import runner as bench
 
     data = write_jsonl(tmp_path / "muce_raw.jsonl", raw_rows())
     manager = bench.task_manager({"muce_data": str(data), "lm": "none"})

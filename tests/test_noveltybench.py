@@ -330,7 +330,7 @@ def test_summary_matches_the_reference_formulas_on_the_reference_gemini_files(tm
     not count). summary.json must hold the reference summary's mean_distinct and mean_utility."""
     from types import SimpleNamespace
 
-    from crpo_bench import scoring
+    from crpo_bench.scoring import scorer as scoring
 
     ref = [json.loads(line) for line in
            (shared_data / "noveltybench" / "gemini-1.5-pro-curated-calibration.jsonl").open()]

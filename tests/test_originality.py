@@ -11,8 +11,8 @@ import pytest
 from crpo_bench import Scorer, ScoringConfig, muce
 from crpo_bench.cli import main
 from crpo_bench.metrics.originality import OriginalityModel
-from crpo_bench.originality_training import featurize, train
-from crpo_bench.validity import correlation, validity, within_item
+from crpo_bench.scoring.originality_training import featurize, train
+from crpo_bench.stats.validity import correlation, validity, within_item
 
 ANSWERS = {
     "brick": [("build a wall", 12), ("use as a doorstop", 15), ("grind into red pigment for cave art", 38),

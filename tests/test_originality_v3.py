@@ -15,7 +15,7 @@ from crpo_bench import Scorer, ScoringConfig, models, muce
 from crpo_bench.metrics import rated_memory
 from crpo_bench.metrics.originality import OriginalityModel, features
 from crpo_bench.metrics.rated_memory import RatedMemory, item_key
-from crpo_bench.originality_training import train
+from crpo_bench.scoring.originality_training import train
 
 from test_originality import rated_rows
 

@@ -11,12 +11,13 @@ import pytest
 from scipy import stats
 
 from crpo_bench import Scorer, ScoringConfig, models, muce
-from crpo_bench.card import metric_card, originality_domain
+from crpo_bench.scoring.card import metric_card, originality_domain
 from crpo_bench.cli import main
-from crpo_bench.leaderboard import UNVALIDATED, Entry, markdown, page
+from crpo_bench.results.leaderboard import UNVALIDATED, Entry, markdown, page
 from crpo_bench.metrics import rarity
 from crpo_bench.metrics.originality import OriginalityModel, answer_features
-from crpo_bench.originality_training import TransferData, train, transfer_validation
+from crpo_bench.muce import data as muce_data
+from crpo_bench.scoring.originality_training import TransferData, train, transfer_validation
 
 V3, V4 = models.ARTIFACTS / "originality-minilm-v3", models.ARTIFACTS / "originality-minilm-v4"
 
@@ -174,7 +175,7 @@ def test_training_on_muces_layout_covers_its_task_types(tmp_path, monkeypatch, c
             "Set": "Training", "Response": f"{IDEAS[j]} {item}", "facsco_grm_scaled": 12.0 + (j * 11 + k) % 37}
            for task, items in names.items() for k, item in enumerate(items) for j in range(8)]
     raw += [{**raw[0], "Set": "HeldoutItem", "Prompt": "never trained on"}]
-    monkeypatch.setattr(muce, "load_hub", lambda config=None: muce._with_split(raw, "fixture", None))
+    monkeypatch.setattr(muce_data, "load_hub", lambda config=None: muce_data._with_split(raw, "fixture", None))
     assert main(["originality", "train", "--data", "hub", "--out", str(tmp_path / "m")]) == 0
     card = json.loads((tmp_path / "m" / "card.json").read_text())
     assert card["validated"]["task_types"] == ["aut", "metaphors", "poems"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from crpo_bench import bench
+from crpo_bench.run import runner as bench
 from crpo_bench.commands.run import _api_keys
 
 from http_stubs import reply_json

@@ -79,7 +79,7 @@ def test_the_hub_by_name_gets_no_stand_in(source, monkeypatch):
     def unreachable(config=None):
         raise RuntimeError("cannot load CNCL-Penn-State/MuCE (config default) from the hub (ConnectionError).")
 
-    monkeypatch.setattr(muce, "load_hub", unreachable)
+    monkeypatch.setattr(muce.data, "load_hub", unreachable)
     monkeypatch.setattr(data, "_hub_failure", [])
     with pytest.raises(data.DataUnavailable, match="muce_poems: cannot load"):
         data.muce_dataset("muce_poems", muce_task="poems", muce_data=source)

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crpo_bench import bench, leaderboard, registry
+from crpo_bench.run import runner as bench
+from crpo_bench.results import leaderboard
+from crpo_bench.scoring import registry
 from crpo_bench.cli import main
 
 from muce_fixtures import raw_rows, write_jsonl

@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from crpo_bench import bench, lmeval
+from crpo_bench import lmeval
+from crpo_bench.run import runner as bench
 from crpo_bench.scoring import Scorer, counts
 
 from muce_fixtures import raw_rows, write_jsonl

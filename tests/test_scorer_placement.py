@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crpo_bench import bench, card, models
+from crpo_bench import models
+from crpo_bench.run import runner as bench
+from crpo_bench.scoring import card
 from crpo_bench.cli import main
 from crpo_bench.lmeval import generator
 from crpo_bench.scoring import Scorer, ScoringConfig
@@ -104,7 +106,7 @@ def test_in_lm_eval_the_generator_steps_aside_after_generating_and_before_any_sc
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    from crpo_bench import scoring
+    from crpo_bench.scoring import scorer as scoring
 
     from crpo_bench.lmeval import report
 

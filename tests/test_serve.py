@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from crpo_bench.serve import Limits, token_budget
+from crpo_bench.run.serve import Limits, token_budget
 
 NORMAL = {"messages": [{"role": "user", "content": "Uses for a brick?"}], "max_tokens": 8, "temperature": 0.7}
 FEW_SECONDS = 5.0  # a normal request of the tiny model takes well under a second

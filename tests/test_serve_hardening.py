@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from crpo_bench.serve import MAX_TOKENS_FIELD, MIN_SAMPLING_TEMPERATURE, BadRequest, parse_request
+from crpo_bench.run.serve import MAX_TOKENS_FIELD, MIN_SAMPLING_TEMPERATURE, BadRequest, parse_request
 
 GOOD = {"messages": [{"role": "user", "content": "Uses for a brick?"}], "max_tokens": 2, "temperature": 0.7}
 CLIENTS = 50

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crpo_bench import text
-from crpo_bench.aggregate import summarize
+from crpo_bench.stats.aggregate import summarize
 from crpo_bench.metrics.ngrams import corpus_ngram_diversity, ngram_diversity
 
 

@@ -104,7 +104,7 @@ def muce_rows() -> list[dict]:
 def test_sft_data_keeps_every_answer_rated_30_or_more_with_repeats_as_messages():
     from crpo_bench import muce
 
-    splits = sft_messages(muce._with_split(muce_rows(), "fixture", None), 30.0)
+    splits = sft_messages(muce.data._with_split(muce_rows(), "fixture", None), 30.0)
     assert {s: [r["messages"][1]["content"] for r in rows] for s, rows in splits.items()} == {
         "train": ["a wall", "a wall", "art"], "val": ["a boat"]}
     first = splits["train"][0]["messages"]
@@ -144,7 +144,7 @@ def test_pairs_profile_paper_is_the_papers_matching(tmp_path):
     assert outputs["ours"] == "train: 2 pairs over 1 prompts (aut 2)"
     from crpo_bench import muce
 
-    rows = muce._with_split(muce_rows(), "fixture", None)
+    rows = muce.data._with_split(muce_rows(), "fixture", None)
     assert len(build_pairs(rows, PairSettings(matching="paper"))["train"]) == 4
 
 

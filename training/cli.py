@@ -150,7 +150,7 @@ def run_sft_data(args) -> int:
 def run_score(args) -> int:
     import datasets
 
-    from crpo_bench.card import metric_card
+    from crpo_bench.scoring.card import metric_card
     from crpo_bench.scoring import Scorer, profile_config
 
     from .scores import DIMENSIONS, score_pairs

@@ -1,7 +1,7 @@
 """Human-rated responses -> preference pairs in TRL's conversational format.
 
 Answers are grouped as the paper groups them: per split, task and full prompt (the
-instruction a model sees, crpo_bench.muce_prompts). Within a group, a pair is two answers
+instruction a model sees, crpo_bench.muce.prompts). Within a group, a pair is two answers
 whose human scores are both at least `min_score` and differ by at least
 `min_score_diff`; the higher-scored one is chosen. Each answer joins at most
 `max_matching` pairs. Two ways to take pairs under that cap:

@@ -32,7 +32,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from crpo_bench import registry
+from crpo_bench.scoring import registry
 from crpo_bench.scoring import Scorer
 
 DIMENSIONS = registry.crpo_dimensions()  # novelty, diversity, surprise, originality, quality

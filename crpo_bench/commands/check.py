@@ -10,7 +10,7 @@ import json
 import math
 import sys
 
-from .. import leaderboard, regression
+from ..results import leaderboard, regression
 from ..jsonl import write_text_atomic
 
 

@@ -26,8 +26,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..equivalence_surrogate import make_views
-    from ..equivalence_training import read_pairs, read_partitions, source_name, train
+    from ..noveltybench.surrogate import make_views
+    from ..noveltybench.surrogate_training import read_pairs, read_partitions, source_name, train
     from ..jsonl import InputError
     from ..models import minilm_tokenizer
     from ..scoring import Scorer, ScoringConfig

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bench import NAME_PATTERN, NAME_RULE
+from ..run.runner import NAME_PATTERN, NAME_RULE
 
 REFERENCE_JUDGES = {"1.0": "yimingzhang/deberta-v3-large-generation-similarity (NoveltyBench v1.0)",
                     "1.1": "an LLM judge (NoveltyBench v1.1)"}
@@ -43,9 +43,9 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import noveltybench as nb
-    from ..card import metric_card
+    from ..scoring.card import metric_card
     from ..jsonl import check_writable, json_line, write_text_atomic
-    from ..published import read_published
+    from ..noveltybench.published import read_published
     from ..scoring import Scorer, ScoringConfig, counted_mean
 
     if not NAME_PATTERN.fullmatch(args.model):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .. import leaderboard
+from ..results import leaderboard
 from ..jsonl import write_texts_atomic
 
 

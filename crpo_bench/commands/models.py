@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.name == "smollm2":
         folder = models.smollm2_folder()
     elif args.name == "surrogate":
-        from ..equivalence_surrogate import packaged_path
+        from ..noveltybench.surrogate import packaged_path
 
         folder = packaged_path()
     else:

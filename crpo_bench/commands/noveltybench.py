@@ -291,7 +291,7 @@ def settings_of(args: argparse.Namespace, judge_spec=None) -> dict:
 
 def judge_spec_of(args: argparse.Namespace):
     """The --judge-model spec (llm backend only), checked before any work; None otherwise."""
-    from .. import bench
+    from ..run import runner as bench
 
     if args.equivalence != "llm":
         given = [f"--{name.replace('_', '-')}" for name in LLM_ONLY if getattr(args, name) is not None]
@@ -311,7 +311,7 @@ def judge_spec_of(args: argparse.Namespace):
 def judge_key(spec, env_name: str | None) -> str | None:
     """The judge's key, by `crpo-bench run`'s rule: --api-key-env NAME for any endpoint, else a
     provider's own variable only at that provider's own host. Kept in memory only."""
-    from .. import bench
+    from ..run import runner as bench
 
     if env_name is not None:
         key = os.environ.get(env_name)
@@ -332,7 +332,7 @@ def judge_key(spec, env_name: str | None) -> str | None:
 def partitioner(args, todo: list[dict], scorer, judge: dict | None):
     """row -> (labels, extra fields of the record) for the chosen backend."""
     if judge is not None:
-        from .. import bench
+        from ..run import runner as bench
 
         llm = nb.LlmJudge(judge["spec"], judge["key"], seed=args.seed, timeout=args.timeout,
                           max_retries=args.max_retries, log=lambda message: tqdm.write(message, file=sys.stderr))
@@ -436,7 +436,7 @@ def run(args: argparse.Namespace) -> int:
 
     summary = {**summarize(scores, with_utility=bool(args.reward_model), version=args.version), **settings}
     if spec is not None:  # the judge as given and where it was asked; never its key
-        from ..bench import _shown
+        from ..run.runner import _shown
 
         summary |= {"judge_spec": _shown(args.judge_model), "judge_endpoint": spec.base_url}
     write_text_atomic(folder / "summary.json", json.dumps(summary, indent=2, allow_nan=False))

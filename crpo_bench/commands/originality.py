@@ -27,7 +27,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import muce
-    from ..originality_training import train
+    from ..scoring.originality_training import train
     from ..scoring import Scorer, ScoringConfig
 
     # from the hub, MuCE's train and val splits; a local file is used whole

@@ -7,8 +7,8 @@ import os
 import time
 from pathlib import Path
 
-from .. import bench
-from ..request_cache import RequestCache
+from ..run import runner as bench
+from ..run.request_cache import RequestCache
 
 
 def add_parser(subparsers) -> None:
@@ -123,7 +123,7 @@ def _parse_specs(args) -> list:
 
 def _templates(args, specs, metadata: dict) -> dict[str | None, str]:
     """--template as {model name or None (every model): template}, checked before any work."""
-    from ..muce_prompts import TEMPLATES
+    from ..muce.prompts import TEMPLATES
 
     given = args.template or []
     if "protocol" in metadata:  # the card's compared template follows it: set only with the templates it names

@@ -9,9 +9,9 @@ import sys
 
 from tabulate import tabulate
 
-from .. import registry
-from ..aggregate import summarize
-from ..card import card_path, metric_card
+from ..scoring import registry
+from ..stats.aggregate import summarize
+from ..scoring.card import card_path, metric_card
 from ..jsonl import (InputError, check_finite, check_writable, read_jsonl, write_jsonl_atomic,
                      write_text_atomic)
 from ..scoring import (DEGENERATE_POLICIES, PROFILES, Scorer, add_device_options, default_metrics,

@@ -59,7 +59,7 @@ def warn_if_exposed(host: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..serve import Limits, make_server
+    from ..run.serve import Limits, make_server
 
     limits = Limits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
                     max_tokens=args.max_tokens, max_n=args.max_n, queue_timeout=args.queue_timeout)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from .. import registry
+from ..scoring import registry
 
 # the registry's per-answer scores (a metric whose first field is its own name), except
 # those needing a reward model; answer length as a baseline
@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import muce, text
     from ..scoring import Scorer, ScoringConfig
-    from ..validity import validity
+    from ..stats.validity import validity
 
     from ..jsonl import check_writable
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     print("\nper task type")
     print(tabulate(by_task, headers=["task", "answers / items", "scorer", "Spearman", "Spearman within item"]))
     if args.transfer:
-        from ..originality_training import transfer_report, transfer_rows
+        from ..scoring.originality_training import transfer_report, transfer_rows
 
         header, table = transfer_rows(transfer_report(rows, Scorer(ScoringConfig(embedder=args.embedder))))
         print("\noriginality v4 fitted on these ratings, cross-validated: Spearman with people within each task type")

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from .. import muce
-from ..muce_prompts import user_prompt
+from ..muce.prompts import user_prompt
 from .settings import muce_template
 
 log = logging.getLogger("crpo_bench.lmeval")

@@ -21,7 +21,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .. import noveltybench, registry
+from .. import noveltybench
+from ..scoring import registry
 from . import generator
 from ..metrics.ngrams import NGRAM_ORDERS
 from ..scoring import Scorer, counted_mean, counts

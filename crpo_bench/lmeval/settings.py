@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 
-from .. import noveltybench, registry
-from ..card import metric_card
+from .. import noveltybench
+from ..scoring import registry
+from ..scoring.card import metric_card
 from ..scoring import NO_MODEL, ScoringConfig, profile_config
 
 SETTINGS_ENV = {"embedder": "CRPO_EMBEDDER", "lm": "CRPO_LM", "reward_model": "CRPO_REWARD_MODEL",

@@ -16,8 +16,8 @@ import logging
 
 from lm_eval.api.task import ConfigurableTask
 
-from .. import registry
-from ..card import originality_domain
+from ..scoring import registry
+from ..scoring.card import originality_domain
 from .report import AGGREGATIONS, AnswerValues
 from .settings import metrics_for, resolve_settings, task_card
 

@@ -28,9 +28,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import noveltybench as nb
-from .models import ARTIFACTS
-from .text import word_sequence
+from . import rules as nb
+from ..models import ARTIFACTS
+from ..text import word_sequence
 
 FORMAT_VERSION = 2  # 2: the threshold applies to linkage_partition
 CUT_TOKENS = 128  # what the reference classifier reads of each text (in its own tokens)

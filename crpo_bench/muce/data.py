@@ -23,8 +23,8 @@ import math
 import re
 from pathlib import Path
 
-from .jsonl import bounded_lines, decode_line, parse_line, read_jsonl
-from .muce_prompts import ENGLISH, full_prompt
+from ..jsonl import bounded_lines, decode_line, parse_line, read_jsonl
+from .prompts import ENGLISH, full_prompt
 
 HUB_ID = "CNCL-Penn-State/MuCE"
 SET_TO_SPLIT = {"Training": "train", "Validation": "val", "Test": "test", "HeldoutItem": "heldout_item",

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from . import muce, text
-from .metrics import rarity
-from .metrics.originality import OriginalityModel, answer_features, features, transfer_features
-from .metrics.rated_memory import DIMENSIONS, FEATURES, RatedMemory, item_key
-from .scoring import Scorer
+from .. import muce, text
+from ..metrics import rarity
+from ..metrics.originality import OriginalityModel, answer_features, features, transfer_features
+from ..metrics.rated_memory import DIMENSIONS, FEATURES, RatedMemory, item_key
+from .scorer import Scorer
 
 METHODS = ("transfer", "memory", "ridge")
 SCHEMES = ("random", "items", "types")  # answers in 5 folds; one item held out at a time; one task type

@@ -30,13 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import models, muce, registry, text
+from .. import models, muce, text
+from . import registry
 from .embedding_cache import EmbeddingCache, embed_with_cache
-from .metrics import ngrams, originality, quality, semantic, surprise, themes
+from ..metrics import ngrams, originality, quality, semantic, surprise, themes
 
 DEGENERATE_POLICIES = ("exclude", "reference_compat")
 
-# The metrics are declared once, in crpo_bench.registry; these views are for callers that
+# The metrics are declared once, in crpo_bench.scoring.registry; these views are for callers that
 # want them at import time (plugins registered later appear in registry calls, not here).
 METRIC_FIELDS = registry.metric_fields()
 METRICS = registry.scorer_metrics()

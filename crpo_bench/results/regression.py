@@ -8,7 +8,7 @@ A metric regresses when it moves in its bad direction by more than
 max(abs, rel * |baseline|) (tolerance of the metric's name, else "default"); where the
 direction is unknown, any move beyond the tolerance counts. A metric in the baseline
 that the results lack regresses too (a run that stopped measuring it). Results made under
-a metric card (crpo_bench.card) that differs from the baseline's stored card in a field
+a metric card (crpo_bench.scoring.card) that differs from the baseline's stored card in a field
 that changes a metric are not compared at all: the check stops as unusable input.
 
 Two-sided (`--two-sided`, CI's gate on the fixed, seeded demo): a move beyond tolerance in
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .card import COMPARED_FIELDS, compared, differences
-from .jsonl import InputError, non_finite_field
+from ..scoring.card import COMPARED_FIELDS, compared, differences
+from ..jsonl import InputError, non_finite_field
 from .leaderboard import Entry, shown
 
 DEFAULT_TOLERANCE = {"abs": 1e-6, "rel": 0.02}

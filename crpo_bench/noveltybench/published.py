@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .jsonl import InputError, read_jsonl
+from ..jsonl import InputError, read_jsonl
 
 SCORE_FILES = ("scores.jsonl", "partitions.jsonl")  # preferred first: scores carry utility
 

@@ -17,8 +17,8 @@ import importlib.metadata
 import importlib.util
 from pathlib import Path
 
-from . import models
-from .fingerprints import fingerprint, folder_fingerprint  # noqa: F401 (card.folder_fingerprint)
+from .. import models
+from ..fingerprints import fingerprint, folder_fingerprint  # noqa: F401 (card.folder_fingerprint)
 
 # Fields whose change changes a metric's value, compared by leaderboard and check
 # (versions are recorded, not compared).

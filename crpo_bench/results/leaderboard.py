@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import registry
-from .card import COMPARED_FIELDS, compared, differences
+from ..scoring import registry
+from ..scoring.card import COMPARED_FIELDS, compared, differences
 
 NOISE_Z = 2.0
 
@@ -43,7 +43,7 @@ class Entry:
     stderr: float | None
     higher_is_better: bool | None
     baseline: bool
-    card: dict | None = None  # the metric card the value was made under (crpo_bench.card)
+    card: dict | None = None  # the metric card the value was made under (crpo_bench.scoring.card)
     where: str | None = None  # "FILE: results.TASK.KEY" it was read from, for messages
 
 
@@ -119,8 +119,8 @@ def _model_name(path: Path, meta: dict) -> str:
 
 
 def _card(path: Path, data: dict, meta: dict, task: str) -> dict | None:
-    """The metric card: crpo_bench.card (crpo-bench run), else the task's lm-eval metadata."""
-    card, field = meta.get("card"), "crpo_bench.card"
+    """The metric card: crpo_bench.scoring.card (crpo-bench run), else the task's lm-eval metadata."""
+    card, field = meta.get("card"), "crpo_bench.scoring.card"
     if not card:
         card, field = ((data.get("configs", {}).get(task) or {}).get("metadata") or {}).get("card"), \
             f"configs.{task}.metadata.card"

@@ -7,7 +7,7 @@ a new class (the reference's loop; the surrogate backend brings its own, below).
 - `classifier`: the reference similarity classifier (P(class 1) > 0.102);
 - `unigram`: ROUGE-1 F1 > 0.458;
 - `surrogate` (ours, the offline default): trees that predict the reference's decisions
-  from cheap comparisons of the two texts (crpo_bench/equivalence_surrogate.py); it
+  from cheap comparisons of the two texts (crpo_bench/noveltybench/surrogate.py); it
   partitions by its own loop, a generation joining the class it matches best on average
   over all members rather than the first member only;
 - `embedding` (ours): cosine similarity of the offline MiniLM embeddings above a
@@ -18,7 +18,7 @@ one's words); `unigram` does not, as in the reference, nor does `surrogate`, sin
 reference partitions it learned from were made without it.
 `llm` (NoveltyBench v1.1's partition, our prompt): a chat model sees all of a prompt's
 generations at once and returns their groups (LlmJudge); it is no pairwise backend, so
-make_equivalence does not build it.
+make_equivalence (noveltybench/backends.py) does not build it.
 Utility: a reward model's score, mapped to a 1-10 rating by the reference thresholds,
 counts only for the first member of each class, weighted by patience^i and normalised.
 """
@@ -127,7 +127,7 @@ class ClassifierEquivalence:
     def __init__(self, name: str = CLASSIFIER_ID, threshold: float = CLASSIFIER_THRESHOLD):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from .models import ModelLoadError
+        from ..models import ModelLoadError
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name)
@@ -154,45 +154,6 @@ class ClassifierEquivalence:
         # The reference decides two short texts by the short-text rule, without the classifier.
         rule = short_texts_equivalent(a, b)
         return rule if rule is not None else self.probability(a, b) > self.threshold
-
-
-def make_equivalence(name: str, texts: Sequence[str], embed: Callable[[list[str]], np.ndarray],
-                     classifier: str = CLASSIFIER_ID, embedder: str | None = None) -> Equivalence:
-    """The backend `name`; `embed` (texts -> unit vectors, from the sentence embedder named
-    `embedder`, None for the packaged MiniLM) serves the embedding and surrogate backends,
-    which embed all `texts` once, up front."""
-    if name == "classifier":
-        return ClassifierEquivalence(classifier)
-    if name == "unigram":
-        return unigram_equivalence()
-    if name == "embedding":
-        texts = sorted(set(texts))
-        return embedding_equivalence(dict(zip(texts, embed(texts))))
-    if name == "surrogate":
-        from .equivalence_surrogate import surrogate_equivalence
-        from .models import DEFAULT_EMBEDDER, EMBEDDER_ALIASES, minilm_tokenizer
-        from .scoring import Scorer, ScoringConfig
-
-        if embedder is not None and embedder not in EMBEDDER_ALIASES:
-            # its trees read MiniLM's cosines, whatever the other metrics embed with (jina
-            # under the paper profile)
-            side = Scorer(ScoringConfig(embedder=DEFAULT_EMBEDDER))
-            embed = lambda batch: side.embed(batch, "embedding for the surrogate", side.config.text_batch_size)  # noqa: E731
-        return surrogate_equivalence(texts, embed, minilm_tokenizer())
-    if name == "llm":
-        raise ValueError("the llm backend judges all of a prompt's generations at once, not pairs: "
-                         "use crpo-bench noveltybench --equivalence llm --judge-model SPEC")
-    raise ValueError(f"equivalence backend {name!r}: choose one of {BACKENDS}")
-
-
-def recorded_backend(name: str) -> str:
-    """The backend as settings and metric cards record it: a retrained surrogate is another
-    judge, so its version is part of the name."""
-    if name == "surrogate":
-        from .equivalence_surrogate import packaged_path
-
-        return f"{name}/{packaged_path().name}"
-    return name
 
 
 # --- utility -------------------------------------------------------------------------------
@@ -393,13 +354,13 @@ class LlmJudge:
     timeouts, a body without an answer) are retried with backoff up to `max_retries` tries
     per request; a refusal (another 4xx, a redirect, which is never followed) stops the run.
 
-    `spec` is a crpo_bench.bench.ModelSpec of an HTTP API (openai:, gemini:, api: speak the
+    `spec` is a crpo_bench.run.runner.ModelSpec of an HTTP API (openai:, gemini:, api: speak the
     chat-completions protocol, anthropic: the Messages API); `api_key` goes only into the
     request header, never into anything written or printed."""
 
     def __init__(self, spec, api_key: str | None, seed: int | None = None, timeout: float = 120,
                  max_retries: int = 5, attempts: int = JUDGE_ATTEMPTS, log=None):
-        from . import bench
+        from ..run import runner as bench
 
         self.spec, self.seed, self.timeout = spec, seed, timeout
         self.max_retries, self.attempts = max(1, max_retries), max(1, attempts)
@@ -423,7 +384,7 @@ class LlmJudge:
 
     def answer_text(self, body: bytes, number: str) -> str:
         """The text of a reply; a reply that carries none is an ApiError (retried)."""
-        from .bench import ApiError, _excerpt
+        from ..run.runner import ApiError, _excerpt
 
         try:
             reply = json.loads(body)
@@ -452,7 +413,7 @@ class LlmJudge:
 
         import requests
 
-        from .bench import ApiError, ApiRefused, _check_status, _excerpt, redact
+        from ..run.runner import ApiError, ApiRefused, _check_status, _excerpt, redact
 
         if self._session is None:
             self._session = requests.Session()
@@ -483,7 +444,7 @@ class LlmJudge:
 
     def partition(self, key: str, prompt: str, generations: Sequence[str]) -> tuple[list[int], dict]:
         """(labels in the original order, the fields that describe how the judge answered)."""
-        from .bench import redact
+        from ..run.runner import redact
 
         n = len(generations)
         order = shown_order(self.seed, key, n)

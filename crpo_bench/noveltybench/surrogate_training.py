@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .equivalence_surrogate import (FEATURE_DECIMALS, SurrogateModel, TreeEnsemble, View, linkage_partition,
+from .surrogate import (FEATURE_DECIMALS, SurrogateModel, TreeEnsemble, View, linkage_partition,
                                     pair_features, pair_matrix)
-from .jsonl import InputError, read_jsonl
-from .models import DEFAULT_EMBEDDER
+from ..jsonl import InputError, read_jsonl
+from ..models import DEFAULT_EMBEDDER
 
 GRID = ((2, 100, 40), (2, 50, 80), (3, 100, 40), (2, 100, 80), (3, 50, 80))  # depth, trees, min leaf
 THRESHOLDS = tuple(round(t, 3) for t in np.arange(0.05, 0.951, 0.025))

@@ -41,8 +41,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .jsonl import write_jsonl_atomic, write_text_atomic
-from .lmeval_hook import tasks_dir
+from ..jsonl import write_jsonl_atomic, write_text_atomic
+from ..lmeval_hook import tasks_dir
 
 log = logging.getLogger(__name__)
 
@@ -399,7 +399,7 @@ def parse_spec(spec: str, base_url: str | None = None, concurrency: int = 4, max
     prefix = _prefix(what)
     if prefix in PROVIDERS or prefix == "litellm":
         return _api_spec(name, what, spec, base_url, api)
-    from .models import causal_lm_path, device
+    from ..models import causal_lm_path, device
 
     local = what.removeprefix(f"{prefix}:") if prefix else what
     path = causal_lm_path(local)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, NamedTuple
 
-from .models import load_causal_lm
+from ..models import load_causal_lm
 
 MIN_BODY_BYTES = 64 * 1024
 # JSON-escaped text runs to ~4 bytes per token in English and ~12 in escaped non-Latin
