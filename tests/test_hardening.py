@@ -1,6 +1,6 @@
 """Issue 23 (hardening v2): each defect found by hostile-but-realistic probes, reproduced.
-Every test here failed on 551949f. (Output folders: tests/test_output_folders.py; serve:
-tests/test_serve_hardening.py; API credentials and errors: tests/test_api_hardening.py.)"""
+Every test here failed on 551949f. (Output folders: tests/commands/test_output_folders.py; serve:
+tests/run/test_serve_hardening.py; API credentials and errors: tests/run/test_api_hardening.py.)"""
 
 from __future__ import annotations
 

@@ -257,7 +257,7 @@ def summarize(scores: list[dict], with_utility: bool, version: str = DEFAULT_VER
         "version": version,
         "mean_distinct": mean_distinct,
         "mean_utility": mean_utility,
-        # Our earlier names for the same two values, still read by tests/test_lmeval_cli.py.
+        # Our earlier names for the same two values, still read by tests/lmeval/test_lmeval_cli.py.
         "distinct": mean_distinct,
         "utility": mean_utility,
         "novelty": _mean_of_known([r["novelty"] for r in scores]),

@@ -16,7 +16,7 @@ from crpo_bench.cli import main
 
 from muce_fixtures import raw_rows, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def exclamations(responses, **_):

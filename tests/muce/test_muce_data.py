@@ -109,7 +109,7 @@ def test_every_task_type_has_a_plain_and_a_pooled_yaml():
 
     folder = Path(lmeval.__file__).parents[1] / "tasks" / "muce"
     if not folder.is_dir():
-        folder = Path(__file__).resolve().parents[1] / "tasks" / "muce"
+        folder = Path(__file__).resolve().parents[2] / "tasks" / "muce"
     base = load_yaml(folder / "_muce_template.yaml", resolve_func=False)
     pooled = load_yaml(folder / "_muce_16_template.yaml", resolve_func=False)
     assert {k: base["generation_kwargs"][k] for k in ("temperature", "top_p", "seed", "max_gen_toks")} == {
@@ -142,7 +142,7 @@ def test_muce_any_takes_its_task_type_from_metadata(tmp_path):
 def test_regenerating_the_task_yamls_changes_nothing(tmp_path):
     import importlib.util
 
-    folder = Path(__file__).resolve().parents[1] / "tasks" / "muce"
+    folder = Path(__file__).resolve().parents[2] / "tasks" / "muce"
     spec = importlib.util.spec_from_file_location("generate_configs", folder / "_generate_configs.py")
     generator = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(generator)

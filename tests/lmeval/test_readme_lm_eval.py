@@ -13,7 +13,7 @@ import pytest
 
 from crpo_bench import muce
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REPORTED = ("novelty", "diversity", "surprise")
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from crpo_bench.jsonl import OUTPUT_MANIFEST, write_folder_atomic
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from crpo_bench.stats.effects import beyond_interval, paired_correlation_difference, paired_difference
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_experiment():

@@ -12,7 +12,7 @@ import pytest
 
 from crpo_bench import muce
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EVERY_METRIC = ["novelty", "diversity", "dsi", "theme_uniqueness", "num_themes", "prompt_novelty",
                 "prompt_diversity", *(f"ngram_diversity_{n}" for n in range(1, 6)), "semantic_distance",
                 "originality", "surprise", "perplexity"]

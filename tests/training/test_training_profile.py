@@ -18,7 +18,7 @@ from crpo_bench.training.pairs import PairSettings, build_pairs, sft_messages
 from crpo_bench.training.recipe import RECIPES, parse, resolve_recipe
 from crpo_bench.training.scores import score_pairs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
