@@ -19,7 +19,7 @@ from crpo_bench.scoring import card as cards
 from crpo_bench.scoring import scorer as scoring
 from crpo_bench.scoring import Scorer, ScoringConfig
 
-from test_leaderboard import FIXTURE, cli, write_results
+from results_fixtures import FIXTURE, cli, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -163,7 +163,7 @@ def test_a_non_positive_length_cap_is_refused(tmp_path, value):
 # 9. Resume reads a scores/partitions file torn inside a UTF-8 character.
 def test_noveltybench_resumes_after_a_line_torn_inside_a_utf8_character(tmp_path):
     from crpo_bench.cli import main
-    from test_noveltybench import write_generations
+    from noveltybench_fixtures import write_generations
 
     gens = [{"id": f"p-{k}", "prompt": "Name a dish.", "generations": [f"{w} 料理 {k}" for w in "abcdefghij"]}
             for k in range(2)]

@@ -8,6 +8,7 @@ import pytest
 
 from crpo_bench import noveltybench as nb
 from crpo_bench.cli import main
+from noveltybench_fixtures import write_generations  # noqa: F401 -- shared with other test files
 
 
 def never(a, b):
@@ -140,11 +141,6 @@ def test_reference_files_utilities_recompute(shared_data):
         for label, s in zip(row["partition"], row["generation_scores"]):
             first.setdefault(label, s)
         assert [first[k] for k in sorted(first)] == row["partition_scores"]
-
-
-def write_generations(path, rows):
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "generations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 GENS = [

@@ -17,7 +17,7 @@ from crpo_bench.cli import main
 from crpo_bench.models import DEFAULT_EMBEDDER
 
 from muce_fixtures import raw_rows, write_jsonl
-from test_leaderboard import FIXTURE, cli, write_results
+from results_fixtures import FIXTURE, cli, write_results
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
