@@ -4,7 +4,7 @@
 
 For each backend setting, partitions every prompt's generations and prints the mean number
 of classes (the reference's is 1.80 on the calibration half) and the mean adjusted Rand
-index against the reference partitions. The backends are those of crpo_bench/noveltybench.py:
+index against the reference partitions. The backends are those of crpo_bench/noveltybench/rules.py:
 unigram without the short-text rule (as in the reference), embedding with it (its threshold
 is the best of this sweep) and without it, and the surrogate as fitted (without the rule,
 the default), with the rule's verdicts on short pairs, and with its pairwise decisions in

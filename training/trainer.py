@@ -68,7 +68,7 @@ class _CrPOSettings(DPOConfig):
         return any(v > 0 for v in self.lambdas.values())
 
 
-# One `lambda_<dim>` field per CrPO dimension of the metric registry (crpo_bench/registry.py).
+# One `lambda_<dim>` field per CrPO dimension of the metric registry (crpo_bench/scoring/registry.py).
 CrPOConfig = make_dataclass(
     "CrPOConfig",
     [(f"lambda_{dim}", float, field(default=0.0, metadata={"help": f"Weight of the {dim} gain."}))

@@ -32,7 +32,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("model", nargs="?", default=None, help="model to serve (default: packaged SmolLM2-135M-Instruct)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (0 picks a free one)")
-    p.add_argument("--seed", type=int, help="seed requests that carry none, reproducibly (see crpo_bench/serve.py)")
+    p.add_argument("--seed", type=int, help="seed requests that carry none, reproducibly (see crpo_bench/run/serve.py)")
     limits = p.add_argument_group("limits per request (CONTEXT: the model's positions)")
     limits.add_argument("--max-body-bytes", type=positive_int, metavar="N",
                         help="largest request body (default: 32 x CONTEXT, at least 65536)")

@@ -7,7 +7,7 @@ cut to its first 128 tokens as the classifier would see it (MiniLM's WordPiece t
 standing in for DeBERTa's): MiniLM cosines, word overlap, lengths, shared numbers and bold
 spans; the short-text flags, identical words and first sentence read the whole text.
 The predictor is a small gradient-boosted tree ensemble fitted on the reference's own
-partitions (`crpo_bench/equivalence_training.py`). It is stored as plain arrays and
+partitions (`crpo_bench/noveltybench/surrogate_training.py`). It is stored as plain arrays and
 evaluated here with numpy, so scoring needs neither scikit-learn nor pickle.
 
 The surrogate partitions a prompt's generations itself (`linkage_partition`): a generation
