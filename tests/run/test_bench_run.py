@@ -382,3 +382,42 @@ def test_a_rerun_after_a_crash_sends_no_request_that_was_answered(tmp_path, muce
         assert len(set(answers()[0][0])) == 4, answers()  # still four different samples
     finally:
         stub.server.shutdown()
+
+
+def test_kill_9_mid_run_then_a_rerun_sends_no_answered_request_again(tmp_path, muce_file):
+    """A real kill -9: the endpoint holds the third request until the run is killed; the rerun
+    sends only the third and fourth (the third was never answered), never the first two."""
+    import sqlite3
+
+    stub = NumberingChat()
+    numbered, held, release, arrivals = stub.server.RequestHandlerClass.do_POST, threading.Event(), \
+        threading.Event(), []
+
+    def do_post(handler):
+        arrivals.append(1)
+        if len(arrivals) == 3:
+            held.set()
+            release.wait(120)  # then answers into a closed connection
+        numbered(handler)
+
+    stub.server.RequestHandlerClass.do_POST = do_post
+    out = tmp_path / "results"
+    args = ["run", "--model", f"stub=api:tiny@{stub.base}", "--concurrency", "1", *common(muce_file, out)]
+    try:
+        proc = subprocess.Popen([str(BIN / "crpo-bench"), *map(str, args)], cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert held.wait(600), proc.communicate(timeout=60)[1][-3000:]
+        proc.kill()  # SIGKILL: no handler, no cleanup
+        proc.wait(timeout=60)
+        release.set()
+        with sqlite3.connect(out / "stub" / "requests.sqlite") as db:
+            assert db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 2
+        assert not (out / "stub" / "muce_aut.json").exists()
+        before = len(arrivals)
+        again = crpo_bench_run(args[1:], cwd=tmp_path)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert len(arrivals) - before == 2  # the unanswered third and the fourth; the first two from the cache
+        assert "2 request(s) answered from" in again.stdout
+    finally:
+        release.set()
+        stub.server.shutdown()
