@@ -38,7 +38,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import noveltybench as nb
-from ..scoring import counted_mean
 from ..jsonl import InputError, check_finite, json_line, read_jsonl, write_text_atomic
 
 SETTINGS_FILE = "noveltybench_settings.json"
@@ -229,19 +228,6 @@ def record_settings(eval_dir: Path, settings: dict) -> None:
         write_text_atomic(path, json.dumps(settings, indent=1))
 
 
-def score_record(partition_row: dict, ratings: list[int] | None, patience: float) -> dict:
-    """A scores.jsonl row: the partitions row plus its scores (null without ratings).
-    `num_classes` is recomputed: the reference's partitions rows do not carry it."""
-    labels = partition_row["partition"]
-    record = {**partition_row, "num_classes": len(set(labels)),
-              "generation_scores": None, "partition_scores": None, "utility": None}
-    if ratings is not None:
-        record["generation_scores"] = nb.generation_scores(labels, ratings)
-        record["partition_scores"] = nb.partition_scores(labels, ratings)
-        record["utility"] = nb.utility(record["generation_scores"], patience)
-    return record
-
-
 def _mean_of_known(values: list) -> float | None:
     known = [v for v in values if v is not None]
     return float(np.mean(known)) if known else None
@@ -390,14 +376,14 @@ def write_scores(args, folder: Path, rows: list[dict], digests: dict, partitions
     for row in tqdm([r for r in rows if r["id"] not in done], desc="scores", unit="prompt"):
         gens = row["generations"]
         semantic = scorer.score(gens, prompts=[row["prompt"]] * len(gens), metrics=["novelty", "diversity"]).rows
-        ratings = None
+        rewards = None
         if args.reward_model:
-            rewards = scorer.score(gens, prompts=[row["prompt"]] * len(gens), metrics=["quality"]).rows
-            ratings = [nb.rating(r["quality"]) for r in rewards]
-        record = score_record(partitions[row["id"]], ratings, args.patience)
-        record["novelty"] = counted_mean(semantic, "novelty")  # None: every generation degenerate
-        record["diversity"] = counted_mean(semantic, "diversity")
-        record[HASH_FIELD] = digests[row["id"]]
+            rewards = [r["quality"] for r in scorer.score(gens, prompts=[row["prompt"]] * len(gens),
+                                                          metrics=["quality"]).rows]
+        # num_classes is recomputed: the reference's partitions rows do not carry it
+        scores = nb.prompt_scores(partitions[row["id"]]["partition"], semantic, rewards, args.patience,
+                                  scorer.config.degenerate)
+        record = {**partitions[row["id"]], **scores, HASH_FIELD: digests[row["id"]]}
         record_settings(folder, settings)
         append(path, record)
         done[row["id"]] = record

@@ -25,7 +25,7 @@ from .. import noveltybench
 from ..scoring import registry
 from . import generator
 from ..metrics.ngrams import NGRAM_ORDERS
-from ..scoring import Scorer, counted_mean, counts
+from ..scoring import Scorer, counts
 from .settings import answer_metrics, scorer_config
 
 
@@ -177,21 +177,22 @@ def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dic
         lambda texts: scorer.embed(texts, "embedding", scorer.config.text_batch_size), settings["classifier"],
         scorer.config.embedder)
     semantic = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"]).rows
-    rewards = scorer.score(answers, prompts=prompts, metrics=["quality"]).rows if settings["reward_model"] else None
+    rewards = ([r["quality"] for r in scorer.score(answers, prompts=prompts, metrics=["quality"]).rows]
+               if settings["reward_model"] else None)
     degenerate = scorer.config.degenerate
     out = {}
     for k, (_, prompt, gens, *_) in enumerate(items):
-        rows = [semantic[i] for i, o in enumerate(owner) if o == k]
-        labels = noveltybench.partition(gens, equivalent)
-        values = {"distinct": max(labels) + 1,
-                  "prompt_novelty": _nan_if_none(counted_mean(rows, "novelty", degenerate)),
-                  "prompt_diversity": _nan_if_none(counted_mean(rows, "diversity", degenerate))}
+        mine = [i for i, o in enumerate(owner) if o == k]
+        rows = [semantic[i] for i in mine]
+        scores = noveltybench.prompt_scores(noveltybench.partition(gens, equivalent), rows,
+                                            None if rewards is None else [rewards[i] for i in mine],
+                                            settings["patience"], degenerate)
+        values = {"distinct": scores["num_classes"], "prompt_novelty": _nan_if_none(scores["novelty"]),
+                  "prompt_diversity": _nan_if_none(scores["diversity"])}
+        if rewards is not None:
+            values["utility"] = scores["utility"]
         logged = {f"prompt_{m}": [_logged(r[m], counts(r["degenerate"], degenerate)) for r in rows]
                   for m in ("novelty", "diversity")}
-        if rewards is not None:
-            ratings = [noveltybench.rating(rewards[i]["quality"]) for i, o in enumerate(owner) if o == k]
-            values["utility"] = noveltybench.utility(noveltybench.generation_scores(labels, ratings),
-                                                     settings["patience"])
         logged.update({f: [_logged(v)] for f, v in values.items() if not f.startswith("prompt_")})
         out[(prompt, gens)] = {"values": values, "answers": logged}
     return out

@@ -381,3 +381,22 @@ def test_summary_matches_the_reference_formulas_on_the_reference_gemini_files(tm
         assert mine["generation_scores"] == theirs["generation_scores"]
         assert mine["partition_scores"] == theirs["partition_scores"]
         assert abs(mine["utility"] - theirs["utility"]) < 1e-9
+
+
+def test_prompt_scores_is_one_prompts_reference_rule():
+    """The command's and the lm-eval tasks' one per-prompt rule, against a brute-force recomputation."""
+    labels = [0, 0, 1, 2, 1]
+    rows = [{"novelty": n, "diversity": d, "degenerate": kind} for n, d, kind in
+            ((0.1, 0.5, None), (0.3, 0.7, None), (0.0, 0.0, "empty"), (0.5, 0.9, None), (0.2, 0.4, None))]
+    rewards = [-10.0, 3.0, 0.5, 40.0, -1.0]
+    out = nb.prompt_scores(labels, rows, rewards, patience=0.5)
+    ratings = [1 + sum(t < r for t in nb.REWARD_THRESHOLDS) for r in rewards]
+    firsts = [ratings[i] if labels[i] not in labels[:i] else 0 for i in range(5)]
+    assert out["num_classes"] == 3 and out["generation_scores"] == firsts
+    assert out["partition_scores"] == [ratings[0], ratings[2], ratings[3]]
+    weights = [0.5 ** i for i in range(5)]
+    assert out["utility"] == pytest.approx(sum(w * s for w, s in zip(weights, firsts)) / sum(weights))
+    assert out["novelty"] == pytest.approx((0.1 + 0.3 + 0.5 + 0.2) / 4)  # the empty answer does not count
+    assert out["diversity"] == pytest.approx((0.5 + 0.7 + 0.9 + 0.4) / 4)
+    assert nb.prompt_scores(labels, rows, None)["utility"] is None
+    assert nb.prompt_scores([0], [{"novelty": 0.0, "diversity": 0.0, "degenerate": "empty"}], None)["novelty"] is None
