@@ -1,7 +1,8 @@
 """lm-evaluation-harness glue for the creativity tasks, split by concern:
 
-- `settings`: a task's settings resolved once (metadata, environment, profile), what it
-  reports (the metric registry), its metric card;
+- `settings`: a task's settings resolved once into a `TaskSettings` (metadata, then the
+  documented environment variables, then the profile), what it reports (the metric registry),
+  its metric card;
 - `data`: the `custom_dataset` loaders (MuCE's held-out prompts, NoveltyBench's prompts);
 - `tasks`: our task classes (`CreativityTask`, `PooledDecodingTask`) and the per-document item;
 - `report`: the aggregations: every metric and its standard error from a task's items;
@@ -16,12 +17,12 @@ module keeps state between tasks: a task's settings travel in its items.
 from .compat import install_generator_hook, install_stderr_hook
 from .data import heldout_documents, muce_dataset, noveltybench_dataset
 from .report import AGGREGATIONS, corpus_values, noveltybench_values, resamples
-from .settings import available_models, metrics_for, resolve_settings, scorer_config, task_card
+from .settings import TaskSettings, resolve_settings, task_card
 from .tasks import CreativityTask, PooledDecodingTask, results_item
 
-__all__ = ["AGGREGATIONS", "CreativityTask", "PooledDecodingTask", "available_models", "corpus_values",
-           "heldout_documents", "install_generator_hook", "install_stderr_hook", "metrics_for", "muce_dataset",
-           "noveltybench_dataset", "noveltybench_values", "resamples", "resolve_settings", "results_item", "scorer_config", "task_card"]
+__all__ = ["AGGREGATIONS", "CreativityTask", "PooledDecodingTask", "TaskSettings", "corpus_values",
+           "heldout_documents", "install_generator_hook", "install_stderr_hook", "muce_dataset",
+           "noveltybench_dataset", "noveltybench_values", "resamples", "resolve_settings", "results_item", "task_card"]
 
 install_stderr_hook()
 install_generator_hook()

@@ -19,32 +19,39 @@ def check_version() -> None:
                            f"{version}. Install lm-eval>=0.4.13,<0.5 or update crpo_bench/lmeval/compat.py")
 
 
+def _wrap_once(module, name: str, purpose: str, make) -> None:
+    """Replace `module.name` by `make(original)`, once: a second call finds the mark and leaves
+    it. A name that is gone fails loudly rather than silently losing what the hook provides."""
+    check_version()
+    original = getattr(module, name, None)
+    if original is None:
+        raise RuntimeError(f"{module.__name__}.{name} is gone: crpo_bench's {purpose} "
+                           f"(crpo_bench/lmeval/compat.py, written for lm-eval {WRITTEN_FOR}) needs updating")
+    if getattr(original, "crpo_hooked", False):
+        return
+    wrapper = make(original)
+    wrapper.crpo_hooked = True
+    wrapper.__wrapped__ = original
+    setattr(module, name, wrapper)
+
+
 def install_stderr_hook() -> None:
     """Make lm-eval use each aggregation's `crpo_stderr` instead of reporting "N/A".
 
     lm-eval 0.4.x looks the stderr function up by aggregation function in
-    `stderr_for_metric`, imported by name into `lm_eval.evaluator_utils`. If that
-    layout changes, fail loudly rather than silently report no error bars.
+    `stderr_for_metric`, imported by name into `lm_eval.evaluator_utils`.
     """
     import lm_eval.evaluator_utils as evaluator_utils
 
-    check_version()
+    def make(original):
+        def stderr_for_metric(metric, bootstrap_iters):
+            own = getattr(metric, "crpo_stderr", None)
+            if own is not None and bootstrap_iters and bootstrap_iters > 0:
+                return own
+            return original(metric=metric, bootstrap_iters=bootstrap_iters)
+        return stderr_for_metric
 
-    original = getattr(evaluator_utils, "stderr_for_metric", None)
-    if original is None:
-        raise RuntimeError("lm_eval.evaluator_utils.stderr_for_metric is gone: crpo_bench's standard errors "
-                           f"(crpo_bench/lmeval/compat.py, written for lm-eval {WRITTEN_FOR}) need updating")
-    if getattr(original, "crpo_hooked", False):
-        return
-
-    def stderr_for_metric(metric, bootstrap_iters):
-        own = getattr(metric, "crpo_stderr", None)
-        if own is not None and bootstrap_iters and bootstrap_iters > 0:
-            return own
-        return original(metric=metric, bootstrap_iters=bootstrap_iters)
-
-    stderr_for_metric.crpo_hooked = True
-    evaluator_utils.stderr_for_metric = stderr_for_metric
+    _wrap_once(evaluator_utils, "stderr_for_metric", "standard errors", make)
 
 
 def install_generator_hook() -> None:
@@ -54,18 +61,10 @@ def install_generator_hook() -> None:
 
     from . import generator
 
-    check_version()
-    original = getattr(evaluator, "evaluate", None)
-    if original is None:
-        raise RuntimeError("lm_eval.evaluator.evaluate is gone: crpo_bench's generator hand-over "
-                           f"(crpo_bench/lmeval/compat.py, written for lm-eval {WRITTEN_FOR}) needs updating")
-    if getattr(original, "crpo_hooked", False):
-        return
+    def make(original):
+        def evaluate(*args, **kwargs):
+            generator.hold(kwargs["lm"] if "lm" in kwargs else args[0])
+            return original(*args, **kwargs)
+        return evaluate
 
-    def evaluate(*args, **kwargs):
-        generator.hold(kwargs["lm"] if "lm" in kwargs else args[0])
-        return original(*args, **kwargs)
-
-    evaluate.crpo_hooked = True
-    evaluate.__wrapped__ = original
-    evaluator.evaluate = evaluate
+    _wrap_once(evaluator, "evaluate", "generator hand-over", make)

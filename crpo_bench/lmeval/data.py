@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from .. import muce
 from ..muce.prompts import user_prompt
-from .settings import muce_template
+from .settings import given_or_environment, muce_template
 
 log = logging.getLogger("crpo_bench.lmeval")
 
@@ -70,10 +69,10 @@ def muce_dataset(task_name: str, muce_task: str | None = None, muce_data: str | 
         raise ValueError(f"{task_name}: say which MuCE task type to evaluate, e.g. "
                          "--metadata '{\"muce_task\": \"analogies\"}' (a slug or TasksNamesFull)")
     muce_task = muce.task_slug(muce_task)
-    source = muce_data or os.environ.get("CRPO_MUCE_DATA")
-    config = muce_config or os.environ.get("CRPO_MUCE_CONFIG")
+    source = given_or_environment("muce_data", muce_data)
+    config = given_or_environment("muce_config", muce_config)
     template = muce_template(template)
-    limit = prompts_per_task or os.environ.get("CRPO_PROMPTS_PER_TASK")
+    limit = given_or_environment("prompts_per_task", prompts_per_task)
     try:
         rows, source = heldout_rows(source, config, task_name)
     except (RuntimeError, ValueError, FileNotFoundError) as err:
@@ -114,7 +113,7 @@ def noveltybench_dataset(subset: str, task_name: str, noveltybench_data: str | N
     published format (a file, or a folder holding curated.jsonl / wildchat-1k.jsonl)."""
     import datasets
 
-    source = noveltybench_data or os.environ.get("CRPO_NOVELTYBENCH_DATA")
+    source = given_or_environment("noveltybench_data", noveltybench_data)
     if source:
         path = Path(source) / NOVELTYBENCH_FILES[subset] if Path(source).is_dir() else Path(source)
         if not path.is_file():

@@ -26,7 +26,7 @@ from ..scoring import registry
 from . import generator
 from ..metrics.ngrams import NGRAM_ORDERS
 from ..scoring import Scorer, counts
-from .settings import answer_metrics, scorer_config
+from .settings import TaskSettings
 
 
 LOGGED_DECIMALS = 6  # per-answer values in samples files; the reported aggregates are unrounded
@@ -58,7 +58,7 @@ def _logged(value, counted: bool = True):
 
 @functools.lru_cache(maxsize=8)
 def _scorer(settings_json: str) -> Scorer:
-    return Scorer(scorer_config(json.loads(settings_json)))
+    return Scorer(TaskSettings.from_json(settings_json).scoring)
 
 
 def _flatten(items: list) -> tuple[list[str], list[str], list[int]]:
@@ -92,12 +92,13 @@ def _corpus_scores(items: list, scorer: Scorer, corpus: str):
     return answers, prompts, owner, scores, prompt_scores, keep
 
 
-def corpus_values(items: list, scorer: Scorer, per_answer: dict, corpus: str = "task") -> dict[str, float]:
+def corpus_values(items: list, scorer: Scorer, per_answer: dict, corpus: str = "task", scored=None) -> dict[str, float]:
     """Every corpus metric of one task's items. With `corpus` "task" the task's answers form
     one corpus; with "prompt" each prompt's answers do (the paper's 16 pooled samples), and
     num_themes and the corpus n-gram diversities are means over prompts. prompt_* metrics
-    always use one corpus per prompt. `per_answer` caches surprise/quality."""
-    answers, prompts, _, scores, prompt_scores, keep = _corpus_scores(items, scorer, corpus)
+    always use one corpus per prompt. `per_answer` caches surprise/quality; `scored` is these
+    items' `_corpus_scores` where the caller has them already."""
+    answers, prompts, _, scores, prompt_scores, keep = scored or _corpus_scores(items, scorer, corpus)
     out = {m: _mean([r[m] for r in scores.rows], keep) for m in ("novelty", "diversity", "dsi", "theme_uniqueness")}
     corpora = list(scores.corpora.values())
     out["num_themes"] = float(np.mean([c.get("num_themes", 0) for c in corpora]))
@@ -111,11 +112,12 @@ def corpus_values(items: list, scorer: Scorer, per_answer: dict, corpus: str = "
     return out
 
 
-def answer_values(items: list, scorer: Scorer, per_answer: dict, corpus: str = "task") -> list[dict[str, list]]:
+def answer_values(items: list, per_answer: dict, corpus: str, scored) -> list[dict[str, list]]:
     """Per item, what each field logs: its answers' values (None where an answer does not
     count) and, for the corpus-level fields, the prompt's own corpus value when each prompt is
-    a corpus (with one corpus per task a prompt has none of its own)."""
-    answers, prompts, owner, scores, prompt_scores, keep = _corpus_scores(items, scorer, corpus)
+    a corpus (with one corpus per task a prompt has none of its own). `scored`: the items'
+    `_corpus_scores`, the same the point estimate reads."""
+    answers, prompts, owner, scores, prompt_scores, keep = scored
     out = [{} for _ in items]
     for i, k in enumerate(owner):
         row = {m: scores.rows[i][m] for m in ("novelty", "diversity", "dsi", "theme_uniqueness")}
@@ -132,12 +134,12 @@ def answer_values(items: list, scorer: Scorer, per_answer: dict, corpus: str = "
     return out
 
 
-def _per_answer_scores(items: list, scorer: Scorer, settings: dict) -> dict:
+def _per_answer_scores(items: list, scorer: Scorer, settings: TaskSettings) -> dict:
     """Scores of each distinct (prompt, answer) that do not depend on the corpus (the
     registry's answer-scope metrics: semantic distance, originality, surprise, quality, ...)."""
     answers, prompts, _ = _flatten(items)
     pairs = sorted(set(zip(prompts, answers)))
-    wanted = list(answer_metrics(settings))
+    wanted = list(settings.answer_metrics())
     if not pairs or not wanted:
         return {}
     item_of = {(prompt, answer): (item, muce_task) for _, prompt, answers, item, muce_task, _ in items
@@ -167,18 +169,18 @@ def resamples(n: int, method: str, iters: int, seed: int = 1234):
     return [rng.integers(0, n, n).tolist() for _ in range(iters)], lambda values: float(np.nanstd(values, ddof=1))
 
 
-def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dict:
+def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: TaskSettings) -> dict:
     """Classes, utility and per-prompt novelty/diversity of each prompt (`values`), and what
     each field logs for it (`answers`): they depend on that prompt's generations only, so
     resampling prompts reuses them."""
     answers, prompts, owner = _flatten(items)
     equivalent = noveltybench.make_equivalence(
-        settings["equivalence"], answers,
-        lambda texts: scorer.embed(texts, "embedding", scorer.config.text_batch_size), settings["classifier"],
+        settings.equivalence, answers,
+        lambda texts: scorer.embed(texts, "embedding", scorer.config.text_batch_size), settings.classifier,
         scorer.config.embedder)
     semantic = scorer.score(answers, corpus_ids=owner, prompts=prompts, metrics=["novelty", "diversity"]).rows
     rewards = ([r["quality"] for r in scorer.score(answers, prompts=prompts, metrics=["quality"]).rows]
-               if settings["reward_model"] else None)
+               if settings.reward_model else None)
     degenerate = scorer.config.degenerate
     out = {}
     for k, (_, prompt, gens, *_) in enumerate(items):
@@ -186,7 +188,7 @@ def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: dict) -> dic
         rows = [semantic[i] for i in mine]
         scores = noveltybench.prompt_scores(noveltybench.partition(gens, equivalent), rows,
                                             None if rewards is None else [rewards[i] for i in mine],
-                                            settings["patience"], degenerate)
+                                            settings.patience, degenerate)
         values = {"distinct": scores["num_classes"], "prompt_novelty": _nan_if_none(scores["novelty"]),
                   "prompt_diversity": _nan_if_none(scores["diversity"])}
         if rewards is not None:
@@ -219,21 +221,23 @@ def _task_report(key: str, items_json: str) -> dict:
     logs (cached: lm-eval calls each metric's aggregation and stderr separately on the same items)."""
     generator.step_aside()  # generation is over: its GPU memory goes to the scoring models
     items = [(t, p, tuple(r), i, m, s) for t, p, r, i, m, s in json.loads(items_json)]
-    settings = json.loads(items[0][5])  # the task's settings travel in its items
+    settings = TaskSettings.from_json(items[0][5])  # the task's settings travel in its items
     scorer = _scorer(items[0][5])
-    if settings["kind"] == registry.NOVELTYBENCH:
+    if settings.kind == registry.NOVELTYBENCH:
         per_prompt = _noveltybench_per_prompt(items, scorer, settings)
         values = functools.partial(noveltybench_values, per_prompt=per_prompt)
         logged = [per_prompt[(prompt, gens)]["answers"] for _, prompt, gens, *_ in items]
+        point = values(items)
     else:
         per_answer = _per_answer_scores(items, scorer, settings)
-        values = functools.partial(corpus_values, scorer=scorer, per_answer=per_answer, corpus=settings["corpus"])
-        logged = answer_values(items, scorer, per_answer, settings["corpus"])
-    point = values(items)
+        values = functools.partial(corpus_values, scorer=scorer, per_answer=per_answer, corpus=settings.corpus)
+        scored = _corpus_scores(items, scorer, settings.corpus)  # once: the point and the log read it
+        logged = answer_values(items, per_answer, settings.corpus, scored)
+        point = corpus_values(items, scorer, per_answer, settings.corpus, scored)
     if len(items) < 2:
         return {"point": point, "stderr": {m: float("nan") for m in point}, "logged": logged}
     # Recompute every metric on resampled sets of prompts (embeddings come from memory).
-    subsets, spread_to_se = resamples(len(items), settings["stderr"], settings["bootstrap_iters"])
+    subsets, spread_to_se = resamples(len(items), settings.stderr, settings.bootstrap_iters)
     draws = {m: [] for m in point}
     for subset in subsets:
         for m, v in values([items[k] for k in subset]).items():

@@ -11,7 +11,6 @@ prompt under several decoding settings.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 
 from lm_eval.api.task import ConfigurableTask
@@ -19,7 +18,7 @@ from lm_eval.api.task import ConfigurableTask
 from ..scoring import registry
 from ..scoring.card import originality_domain
 from .report import AGGREGATIONS, AnswerValues
-from .settings import metrics_for, resolve_settings, task_card
+from .settings import resolve_settings, task_card
 
 log = logging.getLogger("crpo_bench.lmeval")
 
@@ -31,10 +30,10 @@ class CreativityTask(ConfigurableTask):
         metadata = self.config.metadata if isinstance(self.config.metadata, dict) else {}
         kind = registry.NOVELTYBENCH if str(self.config.task).startswith("noveltybench") else registry.MUCE
         self.settings = resolve_settings(metadata, kind)
-        self.settings_json = json.dumps(self.settings, sort_keys=True)
+        self.settings_json = self.settings.to_json()
         card = task_card(self.settings, metadata, self.config.repeats)
         better = registry.all_reported_fields()
-        fields = metrics_for(self.settings)
+        fields = self.settings.metrics()
         if kind == registry.MUCE and "originality" in fields:  # the leaderboard marks unvalidated task types
             muce_task = (self.config.dataset_kwargs or {}).get("muce_task", "")
             card["originality_domain"] = originality_domain(card.get("originality_validity"), muce_task)
@@ -43,7 +42,7 @@ class CreativityTask(ConfigurableTask):
         self._metric_fn_kwargs = {f: {} for f in fields}
         self._aggregation_list = {f: AGGREGATIONS[f] for f in fields}
         self._higher_is_better = {f: better[f] for f in fields}
-        if kind == registry.MUCE and not self.settings["reward_model"]:
+        if kind == registry.MUCE and not self.settings.reward_model:
             log.warning("%s: no reward model configured, so `quality` is not reported "
                         "(give one with --metadata '{\"reward_model\": \"NAME_OR_FOLDER\"}')", self.config.task)
 

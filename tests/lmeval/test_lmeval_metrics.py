@@ -10,11 +10,11 @@ import pytest
 
 from crpo_bench import Scorer, ScoringConfig, lmeval
 
-MUCE = json.dumps(lmeval.resolve_settings({"lm": "none"}), sort_keys=True)
+MUCE = lmeval.resolve_settings({"lm": "none"}).to_json()
 
 
 def nb_settings(**metadata) -> str:
-    return json.dumps(lmeval.resolve_settings({"lm": "none", **metadata}, kind="noveltybench"), sort_keys=True)
+    return lmeval.resolve_settings({"lm": "none", **metadata}, kind="noveltybench").to_json()
 
 
 # (task, prompt, answers, MuCE item, MuCE task, settings): what a task hands every metric
@@ -30,7 +30,7 @@ ITEMS = [
 
 @pytest.fixture
 def settings():
-    return json.loads(MUCE)
+    return lmeval.TaskSettings.from_json(MUCE)
 
 
 def mean_over_real(rows, field):
@@ -61,7 +61,7 @@ def test_one_item_per_prompt_carries_all_samples_and_the_settings(settings):
     pooled = lmeval.results_item(doc, [["a b", "c d"], ["e f", "g h"], ["i j", "k l"], ["m n", "o p"]], MUCE)
     assert pooled[2] == ("a b", "c d", "e f", "g h", "i j", "k l", "m n", "o p")
     # lm "none", no reward model: no surprise, no quality
-    assert set(lmeval.metrics_for(settings)) == {
+    assert set(settings.metrics()) == {
         "novelty", "diversity", "dsi", "theme_uniqueness", "num_themes", "prompt_novelty", "prompt_diversity",
         *(f"ngram_diversity_{n}" for n in range(1, 6)), "semantic_distance", "originality"}
 
@@ -116,9 +116,14 @@ def test_settings_come_from_metadata_then_environment(monkeypatch):
     monkeypatch.setenv("CRPO_EMBEDDER", "/models/from-env")
     monkeypatch.setenv("CRPO_DEGENERATE", "reference_compat")
     s = lmeval.resolve_settings({"embedder": "/models/from-metadata", "lm": "None"})
-    assert s["embedder"] == "/models/from-metadata" and s["degenerate"] == "reference_compat"
-    assert s["lm"] == "none" and s["reward_model"] is None and s["stderr"] == "jackknife"
-    assert lmeval.resolve_settings({})["lm"] is None  # unset: the offline default SmolLM2, not "none"
+    assert s.scoring.embedder == "/models/from-metadata" and s.scoring.degenerate == "reference_compat"
+    assert not s.surprise and s.scoring.lm is None and s.reward_model is None and s.stderr == "jackknife"
+    unset = lmeval.resolve_settings({})  # the offline default SmolLM2, not "none"
+    assert unset.surprise and unset.scoring.lm is None
+    # the object travels as JSON in the task's items and comes back equal
+    assert lmeval.TaskSettings.from_json(s.to_json()) == s
+    monkeypatch.setenv("CRPO_MUCE_TEMPLATE", "scr")  # the data loaders' fallbacks are read in the same place
+    assert lmeval.settings.muce_template(None) == "scr" and lmeval.settings.muce_template("default") == "default"
     with pytest.raises(ValueError, match="stderr method 'delta'"):
         lmeval.resolve_settings({"stderr": "delta"})
 
@@ -134,9 +139,8 @@ def test_lm_eval_uses_our_standard_errors():
 
 def test_noveltybench_reports_utility_only_with_a_reward_model():
     settings = lmeval.resolve_settings({}, kind="noveltybench")
-    assert set(lmeval.metrics_for(settings)) == {"distinct", "prompt_novelty", "prompt_diversity"}
-    assert "utility" in lmeval.metrics_for(lmeval.resolve_settings({"reward_model": "/some/folder"},
-                                                                   kind="noveltybench"))
+    assert set(settings.metrics()) == {"distinct", "prompt_novelty", "prompt_diversity"}
+    assert "utility" in lmeval.resolve_settings({"reward_model": "/some/folder"}, kind="noveltybench").metrics()
 
 
 def test_noveltybench_aggregation_is_the_mean_number_of_classes():
@@ -153,15 +157,15 @@ def test_noveltybench_aggregation_is_the_mean_number_of_classes():
 def test_the_paper_profile_reaches_the_tasks_scorer(monkeypatch):
     monkeypatch.delenv("CRPO_REWARD_MODEL", raising=False)
     paper = lmeval.resolve_settings({"profile": "paper", "lm": "google/gemma-2-2b-it", "trust_remote_code": True})
-    config = lmeval.scorer_config(paper)
+    config = paper.scoring
     assert (config.embedder, config.lm, config.tokenizer, config.surprise_scope, config.trust_remote_code) == (
         "jinaai/jina-embeddings-v3", "google/gemma-2-2b-it", "spacy", "whole_chat", True)
-    assert paper["reward_model"] == config.reward_model == "Skywork/Skywork-Reward-Gemma-2-27B-v0.2"
-    assert "quality" in lmeval.metrics_for(paper)
+    assert paper.reward_model == config.reward_model == "Skywork/Skywork-Reward-Gemma-2-27B-v0.2"
+    assert "quality" in paper.metrics()
     no_reward = lmeval.resolve_settings({"profile": "paper", "reward_model": "none"})
-    assert no_reward["reward_model"] is None and lmeval.scorer_config(no_reward).reward_model is None
-    assert "quality" not in lmeval.metrics_for(no_reward)
-    offline = lmeval.scorer_config(lmeval.resolve_settings({}))
+    assert no_reward.reward_model is None and no_reward.scoring.reward_model is None
+    assert "quality" not in no_reward.metrics()
+    offline = lmeval.resolve_settings({}).scoring
     assert (offline.embedder, offline.tokenizer, offline.trust_remote_code) == (None, "regex", False)
     with pytest.raises(ValueError, match="profile 'exact'"):
         lmeval.resolve_settings({"profile": "exact"})

@@ -52,7 +52,7 @@ def test_each_sample_logs_its_answers_values_once(tmp_path, tiny_lm_folder):
     owner = [k for k, s in enumerate(samples) for _ in s["filtered_resps"][0]]
     items = [s["doc"]["item"] for s in samples for _ in s["filtered_resps"][0]]
     settings = lmeval.resolve_settings({"lm": str(tiny_lm_folder)})
-    scorer = Scorer(lmeval.scorer_config(settings))
+    scorer = Scorer(settings.scoring)
     rows = scorer.score(answers, prompts=prompts, items=items, tasks=["aut"] * len(answers),
                         metrics=["dsi", "novelty", "diversity", "theme_uniqueness", "semantic_distance",
                                  "originality", "surprise"]).rows
@@ -91,14 +91,14 @@ def test_each_sample_logs_its_answers_values_once(tmp_path, tiny_lm_folder):
 
 
 def _old_items(samples, settings):
-    settings_json = json.dumps(settings, sort_keys=True)
+    settings_json = settings.to_json()
     return [lmeval.results_item(s["doc"], s["filtered_resps"], settings_json) for s in samples]
 
 
 def test_one_corpus_per_prompt_logs_each_prompts_corpus_values(tmp_path, tiny_lm_folder):
     evaluation = _evaluate(tmp_path, tiny_lm_folder, corpus="prompt", lm="none")
     _, samples = _written(tmp_path, evaluation)
-    scorer = Scorer(lmeval.scorer_config(lmeval.resolve_settings({"lm": "none"})))
+    scorer = Scorer(lmeval.resolve_settings({"lm": "none"}).scoring)
     for sample in samples:
         result = scorer.score(sample["filtered_resps"][0], metrics=["theme_uniqueness", "ngram_diversity"])
         corpus = result.corpora[None]
@@ -112,7 +112,7 @@ def test_one_corpus_per_prompt_logs_each_prompts_corpus_values(tmp_path, tiny_lm
 def test_an_answer_left_out_as_degenerate_logs_null(tmp_path):
     from crpo_bench.lmeval.report import AGGREGATIONS, AnswerValues
 
-    settings = json.dumps(lmeval.resolve_settings({"lm": "none"}), sort_keys=True)
+    settings = lmeval.resolve_settings({"lm": "none"}).to_json()
     answers = [("a doorstop for a heavy door", "", "ok", "a tiny planter for succulents"),
                ("grind it into red pigment for paint", "a step to reach the shelf", "!!!", "a bookend")]
     docs = [{"task": "muce_aut", "prompt": f"Uses for a {o}?", "item": o, "muce_task": "aut"} for o in ("brick", "tile")]

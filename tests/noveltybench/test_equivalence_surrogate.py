@@ -343,10 +343,10 @@ def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer
     from crpo_bench.scoring import Scorer, ScoringConfig
 
     settings = lmeval.resolve_settings({"lm": "none"}, kind="noveltybench")
-    assert settings["equivalence"] == "surrogate"
+    assert settings.equivalence == "surrogate"
     assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v4"
     gens = ("Toyota Camry.",) * 6 + ("Honda CR-V.",) * 2 + ("A bike.", "The first thing to check is the battery.")
-    key = json.dumps(settings, sort_keys=True)
+    key = settings.to_json()
     items = [("nb", "A car?", gens, "A car?", "", key), ("nb", "Hi?", ("hi",) * 10, "Hi?", "", key)]
     model, scorer = es.SurrogateModel.load(es.packaged_path()), Scorer(ScoringConfig(embedding_cache=False))
     views = es.make_views(list(gens), lambda t: scorer.embed(t, "e", 16), tokenizer)
@@ -381,7 +381,7 @@ def test_commands_and_tasks_partition_by_the_surrogates_own_loop(tmp_path, monke
     assert json.loads((run / "v1.1" / "partitions.jsonl").read_text())["partition"] == [0] * 10
 
     settings = lmeval.resolve_settings({"lm": "none"}, kind="noveltybench")
-    key = json.dumps(settings, sort_keys=True)
+    key = settings.to_json()
     items = [("nb", "A colour?", tuple(LOOP_GENERATIONS), "A colour?", "", key)]
     assert lmeval.AGGREGATIONS["distinct"](items) == pytest.approx(1.0)
 
