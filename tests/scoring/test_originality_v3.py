@@ -79,7 +79,12 @@ def test_a_memory_model_round_trips_and_scores_unrated_items_with_the_plain_head
     M, known = model.memory.features(a, tasks, items)
     assert known.tolist() == [True, True, False]
     expected = [*model.with_memory.predict(np.hstack([X, M])[:2]), model.predict(X[2:])[0]]
-    assert [r["originality"] for r in rows] == pytest.approx(expected, abs=1e-6)
+    # The scorer embeds in batches of its own, and a batch's padding moves an embedding by ~1e-7 on
+    # CPUs without AVX-512 kernels (README, "Reproducing the packaged models"); the memory head turns
+    # that into a few 1e-6 on the 10-50 scale. Using the wrong head moves a row by far more (below).
+    assert [r["originality"] for r in rows] == pytest.approx(expected, abs=1e-4)
+    plain = model.predict(X[:2])
+    assert np.abs(plain - np.asarray(expected[:2])).min() > 100 * 1e-4
 
 
 def test_the_packaged_v3_loads_offline_and_scores_deterministically(embedder):
