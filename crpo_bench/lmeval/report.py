@@ -233,7 +233,7 @@ def _task_report(key: str, items_json: str) -> dict:
         values = functools.partial(corpus_values, scorer=scorer, per_answer=per_answer, corpus=settings.corpus)
         scored = _corpus_scores(items, scorer, settings.corpus)  # once: the point and the log read it
         logged = answer_values(items, per_answer, settings.corpus, scored)
-        point = corpus_values(items, scorer, per_answer, settings.corpus, scored)
+        point = values(items, scored=scored)
     if len(items) < 2:
         return {"point": point, "stderr": {m: float("nan") for m in point}, "logged": logged}
     # Recompute every metric on resampled sets of prompts (embeddings come from memory).

@@ -22,7 +22,7 @@ import os
 from .. import noveltybench
 from ..scoring import registry
 from ..scoring.card import metric_card
-from ..scoring import ScoringConfig, profile_config
+from ..scoring import ScoringConfig, available_models, profile_config
 
 # Each setting's documented fallback (README, "Data and scorer settings"). The data loaders'
 # settings (muce_data, ..., noveltybench_data) are read through the same table.
@@ -66,9 +66,10 @@ class TaskSettings:
         return self.scoring.reward_model
 
     def available_models(self) -> set[str]:
-        """What the task's scorer has (registry.NEEDS): the LM unless `lm` is none, a reward model where named."""
-        return ({"embedder", "item"} | ({"lm"} if self.surprise else set())
-                | ({"reward_model"} if self.reward_model else set()))
+        """What the task's scorer has (registry.NEEDS): its ScoringConfig's models, less the LM
+        where `lm` is none."""
+        models = available_models(self.scoring)
+        return models if self.surprise else models - {"lm"}
 
     def metrics(self) -> tuple[str, ...]:
         """The values the task reports: the registry's, for its kind and the models it has."""
