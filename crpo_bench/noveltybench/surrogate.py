@@ -6,7 +6,7 @@ predicts that decision from cheap comparisons of the two texts, most of them on 
 cut to its first 128 tokens as the classifier would see it (MiniLM's WordPiece tokens
 standing in for DeBERTa's): MiniLM cosines, word overlap, lengths, shared numbers and bold
 spans; the short-text flags, identical words and first sentence read the whole text.
-The predictor is a small gradient-boosted tree ensemble fitted on the reference's own
+The predictor is a small gradient-boosted tree ensemble fitted on the reference's own verdicts, read from its
 partitions (`crpo_bench/noveltybench/surrogate_training.py`). It is stored as plain arrays and
 evaluated here with numpy, so scoring needs neither scikit-learn nor pickle.
 
@@ -240,7 +240,7 @@ class SurrogateModel:
 
 
 def packaged_path() -> Path:
-    return ARTIFACTS / "equivalence-surrogate-v4"
+    return ARTIFACTS / "equivalence-surrogate-v5"
 
 
 def pair_matrix(n: int, probabilities: Sequence[float]) -> np.ndarray:

@@ -1,11 +1,18 @@
-"""Fit the equivalence surrogate on a reference judge's partitions, and measure it honestly.
+"""Fit the equivalence surrogate on a reference judge's verdicts, and measure it honestly.
 
 Data, one *source* per file: NoveltyBench partition files (`id`, `generations`, `partition`),
 such as the reference classifier's partitions of Gemini-1.5-pro's and CrPO-Llama's published
 generations (two regimes: 1.83 and 8.30 classes per prompt), and human-labelled answer pairs
 (`generation_0`, `generation_1`, `similar`; the reference classifier's own training data),
-each pair a two-answer prompt. Every pair of a prompt's generations is an example, labelled
-same when the reference put both in one class.
+each pair a two-answer prompt.
+
+The examples are the verdicts the reference actually gave. Its partition is greedy: each
+generation is compared with the first member of each earlier class in turn and joins the
+first that matches, else starts a class. So a partition states, exactly, "different" for
+every first member a generation passed and "same" for the one it joined; it says nothing of
+two later members of one class (never compared; in a big class most pairs are such). Those
+co-members are not examples: labelled "same" they would teach the trees a regime's class
+sizes (Gemini's one big class) rather than the judge's decision.
 
 A prompt's partition is the surrogate's own (linkage_partition: a generation joins the
 class it matches best on average over all members). The fit chooses the trees' setting (of
@@ -101,15 +108,34 @@ def adjusted_rand_index(a: list[int], b: list[int]) -> float:
     return 1.0 if best == expected else (both - expected) / (best - expected)
 
 
+def reference_verdicts(reference: list[int]) -> list[tuple[int, int, int]]:
+    """(first member, generation, same 0/1) for every comparison the reference's greedy loop
+    made to arrive at `reference` (classes numbered in order of appearance)."""
+    firsts: list[int] = []
+    found = []
+    for j, label in enumerate(reference):
+        for k, first in enumerate(firsts):
+            found.append((first, j, int(k == label)))
+            if k == label:
+                break
+        if label == len(firsts):
+            firsts.append(j)
+    return found
+
+
 class Prompt:
-    """A prompt's generations, the features of all their pairs and the reference partition."""
+    """A prompt's generations, the features of all their pairs, the reference partition and
+    the reference's verdicts (`examples`: rows of X, `y`: their labels)."""
 
     def __init__(self, row: dict, views: dict[str, View], source: str = ""):
         self.generations, self.reference, self.source = row["generations"], row["partition"], source
         self.pairs = list(itertools.combinations(range(len(self.generations)), 2))
         self.X = np.array([pair_features(views[self.generations[i]], views[self.generations[j]])
                            for i, j in self.pairs])
-        self.y = np.array([int(self.reference[i] == self.reference[j]) for i, j in self.pairs])
+        index = {pair: k for k, pair in enumerate(self.pairs)}
+        verdicts = reference_verdicts(self.reference)
+        self.examples = np.array([index[(a, b)] for a, b, _ in verdicts], dtype=np.int64)
+        self.y = np.array([same for _, _, same in verdicts], dtype=np.int64)
 
     def partition(self, probability: np.ndarray, threshold: float) -> list[int]:
         """The surrogate's partition (linkage_partition) from the pairs' P(same)."""
@@ -163,7 +189,8 @@ def class_error(prompts: list[Prompt], probabilities: list[np.ndarray], threshol
 
 
 def stacked(prompts: list[Prompt]) -> tuple[np.ndarray, np.ndarray]:
-    return np.concatenate([p.X for p in prompts]), np.concatenate([p.y for p in prompts])
+    """The reference's verdicts of these prompts: (features, labels)."""
+    return np.concatenate([p.X[p.examples] for p in prompts]), np.concatenate([p.y for p in prompts])
 
 
 def folds_of(n: int, seed: int) -> list[set[int]]:
@@ -232,14 +259,15 @@ def train(sources: dict[str, list[dict]], views: dict[str, View], data: dict[str
     prompts = [Prompt(r, views, name) for name, rows in sources.items() for r in rows]
     trees, threshold, setting, setting_scores = fit(prompts)
     card = {
-        "method": "gradient-boosted trees on pair features of the texts cut to 128 tokens, rounded to "
+        "method": "gradient-boosted trees, fitted on the reference's verdicts (each generation against the first "
+                  "member of every class it was compared with), on pair features of the texts cut to 128 tokens, rounded to "
                   f"{FEATURE_DECIMALS} decimals "
                   "(scikit-learn HistGradientBoostingClassifier, exported to arrays); a generation joins "
                   "the class with the highest mean P(same) over its members, above the threshold; setting and "
                   "threshold chosen so that out-of-fold class counts match the reference's in every source",
         "embedder": DEFAULT_EMBEDDER,
         "data": {name: "sha256:" + hashlib.sha256(raw).hexdigest() for name, raw in data.items()},
-        "prompts": len(prompts), "pairs": int(sum(len(p.pairs) for p in prompts)),
+        "prompts": len(prompts), "verdicts": int(sum(len(p.y) for p in prompts)),
         "setting": dict(zip(("max_depth", "max_iter", "min_samples_leaf"), setting)),
         "setting_class_error": {"/".join(map(str, s)): round(v, 4) for s, v in setting_scores.items()},
         "scikit_learn": sklearn.__version__,

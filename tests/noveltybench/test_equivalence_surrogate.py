@@ -17,7 +17,7 @@ from crpo_bench.cli import main
 from crpo_bench.jsonl import InputError
 from crpo_bench.models import minilm_tokenizer
 
-# what the packaged surrogate (v4) was fitted on: the reference's partitions of two published
+# what the packaged surrogate (v5) was fitted on: the reference's partitions of two published
 # runs (two regimes) and the human-labelled pairs
 PUBLISHED = ("noveltybench/published/2025-03-27_gemini-1.5-pro/nb-curated/scores.jsonl",
              "noveltybench/published/2025-11-21_CrPO-llama-3.1-8b-instruct-cre/nb-curated/scores.jsonl")
@@ -154,6 +154,41 @@ def test_training_partition_reads_each_pair_in_place():
     assert prompt.partition(probability, 0.75) == [0, 1, 0, 2]
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_verdicts_are_exactly_the_comparisons_the_reference_loop_made(seed):
+    """Run the reference's greedy loop (rules.partition) with a random, not even transitive,
+    judge that records every call; the verdicts read back from its partition alone must be
+    those calls, in order, with their answers."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 11))
+    relation = rng.random((n, n)) < rng.uniform(0.1, 0.9)
+    relation = relation | relation.T
+    texts = [f"t{i}" for i in range(n)]
+    calls = []
+
+    def judge(first, text):
+        i, j = texts.index(first), texts.index(text)
+        calls.append((i, j, int(relation[i, j])))
+        return bool(relation[i, j])
+
+    labels = nb.partition(texts, judge)
+    assert et.reference_verdicts(labels) == calls
+
+
+def test_training_examples_are_the_verdicts_not_every_pair_of_a_class(tokenizer):
+    # apple, sky, apple', sky': apple' is compared with apple only (same); sky' with apple (no),
+    # then sky (same). Never compared, so no example: (sky, apple') and (apple', sky').
+    texts = ["A red apple.", "A blue sky above.", "A red apple, ripe.", "A blue sky."]
+    views = es.make_views(texts, fake_embed, tokenizer)
+    prompt = et.Prompt({"generations": texts, "partition": [0, 1, 0, 1]}, views)
+    pairs = list(itertools.combinations(range(4), 2))
+    assert [pairs[k] for k in prompt.examples] == [(0, 1), (0, 2), (0, 3), (1, 3)]
+    assert prompt.y.tolist() == [0, 1, 0, 1]
+    X, y = et.stacked([prompt, prompt])
+    assert X.shape == (8, len(es.FEATURES)) and np.array_equal(X[:4], prompt.X[prompt.examples])
+    assert y.tolist() == [0, 1, 0, 1] * 2
+
+
 def linkage_expected(generations, model, views):
     """The surrogate's partition computed here: P(same) of every pair (1 for identical texts),
     then linkage_partition."""
@@ -260,10 +295,10 @@ def test_retraining_reproduces_the_packaged_surrogate(shared_data, training_prom
 
 def test_retraining_with_another_setting_is_told_apart(training_prompts, monkeypatch):
     """The reproduction check sees a material change: trees fitted with one hyperparameter
-    moved (min_samples_leaf 40 -> 80) fail it, through their partitions alone."""
+    moved (half the trees: max_iter 100 -> 50) fail it, through their partitions alone."""
     packaged = es.SurrogateModel.load(es.packaged_path())
     setting = tuple(packaged.card["setting"].values())
-    moved = (setting[0], setting[1], 40 if setting[2] != 40 else 80)
+    moved = (setting[0], 50 if setting[1] != 50 else 100, setting[2])
     monkeypatch.setattr(et, "GRID", (moved,))
     trees, threshold, chosen, _ = et.fit(training_prompts)
     fresh = es.SurrogateModel(trees, threshold, {"setting": dict(zip(("max_depth", "max_iter", "min_samples_leaf"),
@@ -335,7 +370,7 @@ def test_noveltybench_command_runs_offline_with_the_surrogate(tmp_path):
     assert record["partition"] == expected and record["num_classes"] == max(expected) + 1
     assert record["partition"][7] == record["partition"][8] == record["partition"][9]  # identical texts
     assert json.loads((run / "v1.1" / "noveltybench_settings.json").read_text())["equivalence"] == \
-        "surrogate/equivalence-surrogate-v4"
+        "surrogate/equivalence-surrogate-v5"
 
 
 def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer):
@@ -344,7 +379,7 @@ def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer
 
     settings = lmeval.resolve_settings({"lm": "none"}, kind="noveltybench")
     assert settings.equivalence == "surrogate"
-    assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v4"
+    assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v5"
     gens = ("Toyota Camry.",) * 6 + ("Honda CR-V.",) * 2 + ("A bike.", "The first thing to check is the battery.")
     key = settings.to_json()
     items = [("nb", "A car?", gens, "A car?", "", key), ("nb", "Hi?", ("hi",) * 10, "Hi?", "", key)]
@@ -355,8 +390,8 @@ def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer
 
 
 # Probabilities under which the surrogate's loop and the reference's disagree: "Blue" is
-# turned down by the first member "Red" (0.3) but matches the class on average (0.6).
-DISAGREEING = {frozenset({"Red", "Crimson"}): 0.9, frozenset({"Red", "Blue"}): 0.3,
+# turned down by the first member "Red" (0.1) but matches the class on average (0.5).
+DISAGREEING = {frozenset({"Red", "Crimson"}): 0.9, frozenset({"Red", "Blue"}): 0.1,
                frozenset({"Crimson", "Blue"}): 0.9}
 LOOP_GENERATIONS = ["Red", "Crimson", "Blue"] + ["Red"] * 7  # one class by ours, two by the reference's
 
@@ -370,7 +405,7 @@ def test_commands_and_tasks_partition_by_the_surrogates_own_loop(tmp_path, monke
 
     monkeypatch.setattr(es.SurrogateJudge, "probabilities", disagreeing_probabilities)
     judge = es.SurrogateJudge(es.SurrogateModel.load(es.packaged_path()), {})
-    assert judge.model.threshold < 0.6
+    assert 0.1 < judge.model.threshold < 0.5
     assert nb.partition(LOOP_GENERATIONS, lambda a, b: judge(a, b)) == [0, 0, 1] + [0] * 7  # the reference's loop
 
     run = tmp_path / "run"
