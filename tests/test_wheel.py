@@ -1,10 +1,12 @@
-"""The built wheel, installed into a fresh virtual environment, carries the tasks and the lm-eval hook."""
+"""The built wheel, installed into a fresh virtual environment, carries the tasks and the lm-eval hook;
+a checkout (the editable install) finds training/ as crpo_bench.training through the package mapping."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,12 +21,18 @@ def run(cmd, **kwargs) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory) -> Path:
+def wheel(tmp_path_factory) -> Path:
     if not (ROOT / "pyproject.toml").exists():
         pytest.skip("needs the source checkout to build the wheel from")
+    dist = tmp_path_factory.mktemp("dist")
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, ROOT])
+    (built,) = dist.glob("crpo_bench-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory, wheel) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp / "dist", ROOT])
-    (wheel,) = (tmp / "dist").glob("crpo_bench-*.whl")
     run([sys.executable, "-m", "venv", "--without-pip", tmp / "venv"])
     python = tmp / "venv" / "bin" / "python"
     run([sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", wheel])
@@ -47,3 +55,33 @@ def test_wheel_contents_come_from_the_fresh_environment(fresh_venv):
 def test_plain_lm_eval_listing_finds_muce_poems(fresh_venv):
     out = run([fresh_venv / "bin" / "python", "-m", "lm_eval", "ls", "tasks"], cwd=fresh_venv)
     assert "muce_poems" in out.stdout and "muce_paper" in out.stdout
+
+
+# Where each top-level folder of the checkout sits inside the wheel (pyproject.toml's package-dir).
+IN_WHEEL = {"crpo_bench": "crpo_bench", "training": "crpo_bench/training", "tasks": "crpo_bench/tasks"}
+
+
+def test_wheel_holds_every_tracked_file_where_the_mapping_puts_it(wheel):
+    tracked = subprocess.run(["git", "ls-files", *IN_WHEEL], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0 or not tracked.stdout:
+        pytest.skip("needs a git checkout to list the tracked files")
+    expected = set()
+    for path in tracked.stdout.split():
+        top, rest = path.split("/", 1)
+        expected.add(f"{IN_WHEEL[top]}/{rest}")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert sorted(expected - names) == []
+    hook = zipfile.ZipFile(wheel).read("crpo_bench_lmeval.pth").decode()
+    assert hook.strip() == "import crpo_bench.lmeval_hook"
+
+
+def test_checkout_finds_training_through_the_package_mapping(tmp_path):
+    """No import-time path tricks: crpo_bench's __path__ is its own folder, and crpo_bench.training is
+    the checkout's training/ (run from elsewhere, so the checkout is not on sys.path by accident)."""
+    out = run([sys.executable, "-c", "import crpo_bench, crpo_bench.training as t; "
+                                     "print(crpo_bench.__file__); print(list(crpo_bench.__path__)); print(t.__file__)"],
+              cwd=tmp_path).stdout.splitlines()
+    if Path(out[0]).resolve() != ROOT / "crpo_bench" / "__init__.py":
+        pytest.skip("crpo_bench is installed from a wheel here, not editable from this checkout")
+    assert [Path(p).resolve() for p in eval(out[1])] == [ROOT / "crpo_bench"]
+    assert Path(out[2]).resolve() == ROOT / "training" / "__init__.py"
