@@ -61,7 +61,7 @@ def test_plain_lm_eval_listing_finds_muce_poems(fresh_venv):
 IN_WHEEL = {"crpo_bench": "crpo_bench", "training": "crpo_bench/training", "tasks": "crpo_bench/tasks"}
 
 
-def test_wheel_holds_every_tracked_file_where_the_mapping_puts_it(wheel):
+def test_wheel_holds_exactly_the_tracked_files_where_the_mapping_puts_them(wheel):
     tracked = subprocess.run(["git", "ls-files", *IN_WHEEL], cwd=ROOT, capture_output=True, text=True)
     if tracked.returncode != 0 or not tracked.stdout:
         pytest.skip("needs a git checkout to list the tracked files")
@@ -69,8 +69,9 @@ def test_wheel_holds_every_tracked_file_where_the_mapping_puts_it(wheel):
     for path in tracked.stdout.split():
         top, rest = path.split("/", 1)
         expected.add(f"{IN_WHEEL[top]}/{rest}")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert sorted(expected - names) == []
+    names = {n for n in zipfile.ZipFile(wheel).namelist() if ".dist-info/" not in n}
+    assert sorted(expected - names) == []  # nothing missing
+    assert sorted(names - expected) == ["crpo_bench_lmeval.pth"]  # nothing else (no stale build output)
     hook = zipfile.ZipFile(wheel).read("crpo_bench_lmeval.pth").decode()
     assert hook.strip() == "import crpo_bench.lmeval_hook"
 
