@@ -1,11 +1,11 @@
-"""Originality scoring throughput: answers per second, v2, v3 and v4, embeddings included.
+"""Originality scoring throughput: answers per second, v2 to v5, embeddings included.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_originality.py [--repeats 3]
 
 Scores the 1,263 answers of ../shared/data/ocsai1/alltests_val.jsonl (an empty embedding
 cache each time, so MiniLM embeds every answer and item) and prints the median wall time
-of --repeats runs per model, the answers per second, and v3's and v4's cost relative to v2.
-One corpus per item (as `validate` scores), so v4 computes each answer's rarity among the
+of --repeats runs per model, the answers per second, and each one's cost relative to v2.
+One corpus per item (as `validate` scores), so v4 and v5 compute each answer's rarity among the
 others of its item.
 """
 
@@ -34,7 +34,7 @@ def main() -> None:
     corpora = [f"{t}\t{i}" for t, i in zip(tasks, items)]
     Scorer(ScoringConfig()).embedder  # loaded once per process (shared): model loading is not scoring
     seconds = {}
-    for name in ("v2", "v3", "v4"):
+    for name in ("v2", "v3", "v4", "v5"):
         _load_originality(name)
         runs = []
         for _ in range(args.repeats):
@@ -46,7 +46,7 @@ def main() -> None:
         seconds[name] = statistics.median(runs)
         print(f"{name}: {len(rows)} answers in {seconds[name]:.2f} s (median of {args.repeats}): "
               f"{len(rows) / seconds[name]:.0f} answers/s")
-    print(f"v3 / v2 time: {seconds['v3'] / seconds['v2']:.2f}; v4 / v2 time: {seconds['v4'] / seconds['v2']:.2f}")
+    print("; ".join(f"{name} / v2 time: {seconds[name] / seconds['v2']:.2f}" for name in ("v3", "v4", "v5")))
 
 
 if __name__ == "__main__":

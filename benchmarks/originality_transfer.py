@@ -1,27 +1,29 @@
-"""Does originality transfer? The three cross-validations of v4 on the shared ratings, and how
+"""Does originality transfer? The three cross-validations of v5 on the shared ratings, and how
 its rarity signals hold up when a held-out task type's items have fewer answers.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/originality_transfer.py [--data FILE] [--sizes 25 50 100]
 
-1. Spearman with people within each task type, for v4 fitted in each cross-validation (random
-   split of the answers, each item held out, each task type held out), v4 without its rarity
+1. Spearman with people within each task type, for v5 fitted in each cross-validation (random
+   split of the answers, each item held out, each task type held out), v5 without its rarity
    signals (what answers in corpora of fewer than rarity.MIN_PEERS others get), and the simple
    signals (length, semantic distance, diversity);
-2. leave-one-task-type-out again, with the held-out type's rarity features computed among a
-   random `size` of the other answers to the item (a smaller study than the training data):
-   v4 fitted on full corpora, scoring smaller ones.
-Also prints the scoring throughput of the packaged v4 (answers per second, embeddings included).
+2. leave-one-task-type-out again, the held-out type's answers scored in smaller studies: each
+   item's answers split at random into groups of `size` + 1, rarity features within each group
+   (v5 fitted on full corpora, scoring smaller ones).
+Also prints the scoring throughput of the packaged v5 (answers per second, embeddings included).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 from tabulate import tabulate
 
 from crpo_bench import Scorer, ScoringConfig, muce, text
@@ -33,35 +35,42 @@ from crpo_bench.scoring.originality_training import (TransferData, choose_ridges
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ocsai1"
 
 
-def subsampled_peers(data: TransferData, answers: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
-    """Each answer's rarity features among a random `size` of the other answers to its item."""
+def smaller_studies(data: TransferData, answers: np.ndarray, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """As if each item had been asked in smaller studies: its answers split at random into disjoint
+    groups of size + 1, each answer's rarity features (raw, then z-scores) taken within its group.
+    (features, in_a_study): answers left over after the last whole group are in none."""
     rng = np.random.default_rng(seed)
-    out = np.zeros((len(answers), len(rarity.FEATURES)))
+    raw, study = np.zeros((len(answers), len(rarity.FEATURES))), np.full(len(answers), -1)
     for key in sorted(set(data.items)):
-        idx = np.flatnonzero(data.items == key)
-        for i in idx:
-            others = idx[idx != i]
-            pick = rng.choice(others, min(size, len(others)), replace=False)
-            group = np.concatenate([[i], pick])
-            features, _ = rarity.peer_features(answers[group], [0] * len(group), min_peers=1)
-            out[i] = features[0]
-    return out
+        idx = rng.permutation(np.flatnonzero(data.items == key))
+        for start in range(0, len(idx) - size, size + 1):
+            group = idx[start:start + size + 1]
+            raw[group], _ = rarity.peer_features(answers[group], [0] * len(group), min_peers=1)
+            study[group] = study.max() + 1
+    in_a_study = study >= 0
+    return np.hstack([raw, rarity.within_corpus_z(raw, study, in_a_study)]), in_a_study
 
 
 def smaller_corpora(data: TransferData, rows, answers, items, sizes) -> list[list[str]]:
-    ridges, _ = choose_ridges(data)
+    """v5 and v4's features (v5 without the z-scores, its ridges chosen likewise), each fitted on full corpora."""
+    width = len(rarity.FEATURES)
+    v4 = dataclasses.replace(data, peers=data.peers[:, :2 + width])  # [length, distance, raw rarity]
     tasks = sorted(set(data.tasks))
     table = []
     for size in sizes:
-        peers = transfer_features(answers, items, word_counts(rows), subsampled_peers(data, answers, size))
-        per = {}
-        for task in tasks:
-            held = data.tasks == task
-            _, head = data.fit(~held, ridges)
-            per[task] = float(np.corrcoef(*(np.argsort(np.argsort(v)) for v in (head.predict(peers[held]),
-                                                                                  data.y[held])))[0, 1])
-        table.append([f"{size} other answers per item", *(f"{per[t]:+.3f}" for t in tasks),
-                      f"{np.mean(list(per.values())):+.3f}"])
+        studies, in_a_study = smaller_studies(data, answers, size)
+        peers = transfer_features(answers, items, word_counts(rows), studies[:, :width], studies[:, width:])
+        for name, fitted in (("v5", data), ("v4", v4)):
+            ridges, _ = choose_ridges(fitted)
+            per = {}
+            for task in tasks:
+                held = data.tasks == task
+                _, head = fitted.fit(~held, ridges)
+                scored = held & in_a_study
+                per[task] = float(stats.spearmanr(head.predict(peers[scored][:, :fitted.peers.shape[1]]),
+                                                  data.y[scored]).statistic)
+            table.append([f"{name}, studies of {size + 1} answers per item", *(f"{per[t]:+.3f}" for t in tasks),
+                          f"{np.mean(list(per.values())):+.3f}"])
     return table
 
 
@@ -94,7 +103,7 @@ def main() -> None:
     header, table = transfer_rows(transfer_validation(data, ridges))
     print(f"{len(rows)} rated answers of {args.data}, {len(set(data.items))} items; Spearman within each task type\n")
     print(tabulate(table, headers=header, disable_numparse=True))
-    print("\nheld-out task type, its rarity features among fewer answers per item (fitted on full corpora)\n")
+    print("\nheld-out task type, scored in smaller studies of its items (fitted on full corpora)\n")
     print(tabulate(smaller_corpora(data, rows, answers, items, args.sizes), disable_numparse=True,
                    headers=["corpus of the held-out type", *sorted(set(data.tasks)), "mean"]))
     rate = throughput(args.repeats)

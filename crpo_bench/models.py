@@ -32,8 +32,9 @@ DEFAULT_LM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # trained by `crpo-bench originality train` on ../shared/data/ocsai1/alltests_train.jsonl;
 # every packaged version stays available by name (`--originality-model v2`)
 ARTIFACTS = Path(__file__).parent / "artifacts"
-ORIGINALITY_MODELS = {"v2": "originality-minilm-v2", "v3": "originality-minilm-v3", "v4": "originality-minilm-v4"}
-DEFAULT_ORIGINALITY_MODEL = ARTIFACTS / ORIGINALITY_MODELS["v4"]
+ORIGINALITY_MODELS = {"v2": "originality-minilm-v2", "v3": "originality-minilm-v3", "v4": "originality-minilm-v4",
+                      "v5": "originality-minilm-v5"}
+DEFAULT_ORIGINALITY_MODEL = ARTIFACTS / ORIGINALITY_MODELS["v5"]
 
 EMBEDDER_ALIASES = {"default", "minilm", "all-MiniLM-L6-v2", DEFAULT_EMBEDDER}
 LM_ALIASES = {"default", "smollm2", "SmolLM2-135M-Instruct", DEFAULT_LM}
@@ -346,8 +347,8 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
 
 
 def originality_model_path(name: str | Path | None = None) -> Path:
-    """A trained originality model's folder: a path, or a packaged model's name (v2, v3, v4, or
-    its folder name, e.g. originality-minilm-v2); None is the default (v4)."""
+    """A trained originality model's folder: a path, or a packaged model's name (v2 to v5, or
+    its folder name, e.g. originality-minilm-v2); None is the default (v5)."""
     if name is None:
         return DEFAULT_ORIGINALITY_MODEL
     name = str(name)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-PACKAGED = ("smollm2", "originality-v2", "originality-v3", "originality-v4", "surrogate")
+PACKAGED = ("smollm2", "originality-v2", "originality-v3", "originality-v4", "originality-v5", "surrogate")
 
 
 def add_parser(subparsers) -> None:
@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     verbs = p.add_subparsers(dest="models_verb", required=True)
     path = verbs.add_parser("path", help="print a packaged model's folder (the LM is converted on first use)")
     path.add_argument("name", choices=PACKAGED, help="smollm2: the offline default LM (SmolLM2-135M-Instruct); "
-                      "originality-v2/-v3/-v4: the originality scorers (v4 the default); surrogate: the NoveltyBench equivalence surrogate")
+                      "originality-v2 to -v5: the originality scorers (v5 the default); surrogate: the NoveltyBench equivalence surrogate")
 
 
 def run(args: argparse.Namespace) -> int:

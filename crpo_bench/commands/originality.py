@@ -17,9 +17,9 @@ def add_parser(subparsers) -> None:
     t.add_argument("--val", help="held-out data for the card's agreement figures (same formats; 'hub' = val split)")
     t.add_argument("--out", required=True, type=Path, help="output folder")
     t.add_argument("--method", choices=("transfer", "memory", "ridge"), default="transfer",
-                   help="transfer (v4, default): v3's memory head for rated items, heads chosen by leave-one-task-type-"
+                   help="transfer (v5, default): v3's memory head for rated items, heads chosen by leave-one-task-type-"
                         "out transfer for the others (length, distance from the item, rarity among the corpus's "
-                        "answers); memory (v3): v2's features plus the ratings of the nearest rated answers to the "
+                        "answers, raw and as z-scores within the corpus); memory (v3): v2's features plus the ratings of the nearest rated answers to the "
                         "same item; ridge (v2): ridge regression on embedding features only")
     t.add_argument("--ridge", type=float, help="ridge strength (default: chosen by 5-fold cross-validation on --data)")
     t.add_argument("--embedder", help="sentence embedder (default: packaged all-MiniLM-L6-v2)")

@@ -24,11 +24,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--embedder")
     p.add_argument("--lm")
     p.add_argument("--transfer", action="store_true",
-                   help="also fit originality v4 on --data in three cross-validations (random split, whole items held "
+                   help="also fit originality v5 on --data in three cross-validations (random split, whole items held "
                         "out, whole task types held out) and print Spearman per task type beside length, semantic "
                         "distance and diversity")
     p.add_argument("--originality-model", nargs="+", metavar="MODEL",
-                   help="trained originality model(s): a folder or a packaged name (v2, v3; default v3). Two or more "
+                   help="trained originality model(s): a folder or a packaged name (v2 to v5; default v5). Two or more "
                         "are compared in one table, one row each")
 
 
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         from ..scoring.originality_training import transfer_report, transfer_rows
 
         header, table = transfer_rows(transfer_report(rows, Scorer(ScoringConfig(embedder=args.embedder))))
-        print("\noriginality v4 fitted on these ratings, cross-validated: Spearman with people within each task type")
+        print("\noriginality v5 fitted on these ratings, cross-validated: Spearman with people within each task type")
         print(tabulate(table, headers=header, disable_numparse=True))
     plot(stats, args.plot)
     print(f"plot: {args.plot}")

@@ -1,6 +1,6 @@
 """Originality learned from human ratings: ridge regression on frozen sentence embeddings,
 (v3) on the ratings of the nearest rated answers to the same item (rated_memory.py), and
-(v4) on signals that carry across items and task types (rarity.py).
+(v4, v5) on signals that carry across items and task types (rarity.py).
 
 Features of an answer a to item p of task t (unit embeddings e_a, e_p):
     [e_a, e_a * e_p, one-hot(t), log(1 + words), 1 - cos(e_a, e_p)]
@@ -19,6 +19,8 @@ by leave-one-task-type-out transfer, not by a random split:
         [log(1 + words), 1 - cos(e_a, e_p), rarity features among the corpus's answers]
     base head (otherwise): [log(1 + words), 1 - cos(e_a, e_p), e_a]
 No task one-hot and no e_a * e_p: both fit the rated task types and items and hurt on others.
+v5 adds to the peers head the rarity features as z-scores within the corpus
+(rarity.within_corpus_z); everything else is v4's.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ import numpy as np
 from . import rarity
 from .rated_memory import RatedMemory
 
-FORMAT_VERSION = 3  # 1: one ridge head; 2: optionally a memory and its head; 3: transfer heads (v4)
-READABLE_FORMATS = (1, 2, 3)
+# 1: one ridge head; 2: optionally a memory and its head; 3: transfer heads (v4); 4: their peers head
+# also reads the rarity features' z-scores within the corpus (v5)
+FORMAT_VERSION = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 SCORE_RANGE = (10.0, 50.0)
 # Where a score stands (`originality_domain`): its item was rated (the memory scored it), its
 # task type was rated (transfer to a new item), or neither (transfer to a new task type)
@@ -58,10 +62,12 @@ def answer_features(answer_vectors: np.ndarray, item_vectors: np.ndarray, n_word
 
 
 def transfer_features(answer_vectors: np.ndarray, item_vectors: np.ndarray, n_words: np.ndarray,
-                      peers: np.ndarray) -> np.ndarray:
-    """v4's peers head: [log(1 + words), 1 - cos(e_a, e_p), rarity.FEATURES]."""
+                      peers: np.ndarray, relative: np.ndarray | None = None) -> np.ndarray:
+    """The peers head's features: [log(1 + words), 1 - cos(e_a, e_p), rarity.FEATURES] (v4), then
+    (v5) `relative`, the rarity features as z-scores within the corpus."""
     a, p = np.asarray(answer_vectors, dtype=np.float64), np.asarray(item_vectors, dtype=np.float64)
-    return np.hstack([_length_and_distance(a, p, n_words), np.asarray(peers, dtype=np.float64)])
+    extra = [] if relative is None else [np.asarray(relative, dtype=np.float64)]
+    return np.hstack([_length_and_distance(a, p, n_words), np.asarray(peers, dtype=np.float64), *extra])
 
 
 def _length_and_distance(a: np.ndarray, p: np.ndarray, n_words) -> np.ndarray:
@@ -80,6 +86,7 @@ class OriginalityModel:
     with_memory: OriginalityModel | None = None  # the head on [features, memory features]
     with_peers: OriginalityModel | None = None  # v4: the head on transfer_features
     base_features: str = "v2"  # v2: features(); answer: answer_features() (v4)
+    relative_peers: bool = False  # v5: the peers head also reads rarity.within_corpus_z
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, task_names: list[str], ridge: float = 10.0) -> OriginalityModel:
@@ -109,8 +116,9 @@ class OriginalityModel:
         if self.with_peers is not None and corpus_ids is not None:
             peers, valid = rarity.peer_features(answer_vectors, corpus_ids)
             if valid.any():
+                relative = rarity.within_corpus_z(peers, corpus_ids, valid) if self.relative_peers else None
                 out[valid] = self.with_peers.predict(
-                    transfer_features(answer_vectors, item_vectors, n_words, peers)[valid])
+                    transfer_features(answer_vectors, item_vectors, n_words, peers, relative)[valid])
                 heads[valid] = "peers"
         if self.memory is not None:
             M, known = self.memory.features(answer_vectors, tasks, items)
@@ -136,7 +144,8 @@ class OriginalityModel:
                                                                 ("intercept", np.array(head.intercept)))})
         if self.memory is not None:
             self.memory.save(folder / "memory.npz")
-        card = {**self.card, "format_version": FORMAT_VERSION if self.base_features != "v2" else 2,
+        version = FORMAT_VERSION if self.relative_peers else 3 if self.base_features != "v2" else 2
+        card = {**self.card, "format_version": version,
                 "task_names": self.task_names, "base_features": self.base_features}
         (folder / "card.json").write_text(json.dumps(card, indent=1))
 
@@ -165,6 +174,7 @@ class OriginalityModel:
                 model.with_memory = head("memory_")
             if card.get("peers"):
                 model.with_peers = head("peers_")
+                model.relative_peers = bool(card["peers"].get("relative"))
         if card.get("memory"):
             with _readable(folder / "memory.npz"):
                 model.memory = RatedMemory.load(folder / "memory.npz")

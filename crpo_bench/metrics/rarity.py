@@ -50,3 +50,22 @@ def peer_features(vectors: np.ndarray, corpus_ids: Sequence[Hashable],
                                     *(nearest[:, :k].mean(axis=1) for k in TOP_K)])
         valid[idx] = True
     return out, valid
+
+
+def within_corpus_z(features: np.ndarray, corpus_ids: Sequence[Hashable], valid: np.ndarray) -> np.ndarray:
+    """Each column of `features` as a z-score among the valid answers of the same corpus (0 elsewhere,
+    and where a column is constant in its corpus). The raw features also say how crowded an item's
+    answers are overall, which differs from item to item and grows with the corpus size (top_k); the
+    z-scores say only how rare the answer is compared with the others to its prompt, which carries to
+    items and studies of any size (v5: picked by leave-one-task-type-out transfer)."""
+    features = np.asarray(features, dtype=np.float64)
+    out = np.zeros_like(features)
+    members: dict[Hashable, list[int]] = {}
+    for i, cid in enumerate(corpus_ids):
+        if valid[i]:
+            members.setdefault(cid, []).append(i)
+    for idx in members.values():
+        block = features[idx]
+        spread = block.std(axis=0)
+        out[idx] = np.where(spread > 0, (block - block.mean(axis=0)) / np.where(spread > 0, spread, 1.0), 0.0)
+    return out

@@ -2,12 +2,13 @@
 
 Three methods: `ridge` (v2: one ridge head on embedding features), `memory` (v3: the same
 head for unseen items, plus a memory of the rated answers and a head that also reads each
-answer's nearest rated neighbours of the same item) and `transfer` (v4: v3's memory head for
+answer's nearest rated neighbours of the same item) and `transfer` (v5: v3's memory head for
 rated items; for the others, heads on signals that carry across items and task types, their
-ridge strengths chosen by leave-one-task-type-out cross-validation). A ridge strength left
+ridge strengths chosen by leave-one-task-type-out cross-validation; v4 was the same without the
+rarity features' z-scores within the corpus). A ridge strength left
 unset is chosen by cross-validation on the training answers (never on validation data).
 
-Every v4 card carries three cross-validations of the scorer on the training data, per task
+Every v4 and v5 card carries three cross-validations of the scorer on the training data, per task
 type, beside the simple signals (length, semantic distance, diversity): a random split of the
 answers (5 folds), whole items held out (one at a time) and whole task types held out.
 """
@@ -147,10 +148,12 @@ class TransferData:
         sizes = Counter(keys)
         valid = np.array([sizes[k] - 1 >= rarity.MIN_PEERS for k in keys])
         peers = np.where(valid[:, None], all_peers, 0.0)
+        relative = rarity.within_corpus_z(peers, keys, valid)
         signals = {"length": words.astype(float), "semantic_distance": 1.0 - (answers * item_vectors).sum(axis=1),
                    "diversity": all_peers[:, rarity.FEATURES.index("diversity")]}
-        return cls(answer_features(answers, item_vectors, words), transfer_features(answers, item_vectors, words, peers),
-                   valid, np.asarray(y, dtype=float), np.array(tasks), np.array(keys), signals)
+        return cls(answer_features(answers, item_vectors, words),
+                   transfer_features(answers, item_vectors, words, peers, relative), valid,
+                   np.asarray(y, dtype=float), np.array(tasks), np.array(keys), signals)
 
     def fit(self, rows: np.ndarray, ridges: tuple[float, float]) -> tuple[OriginalityModel, OriginalityModel | None]:
         """(base head, peers head) fitted on the answers `rows` (a boolean mask)."""
@@ -195,14 +198,18 @@ class TransferData:
 
 def choose_ridges(data: TransferData, grid=RIDGE_GRID) -> tuple[tuple[float, float], dict]:
     """Each head's ridge strength by the mean Spearman of leave-one-task-type-out predictions
-    (leave-one-item-out where the data has a single task type)."""
+    (leave-one-item-out where the data has a single task type): the base head's on its own
+    predictions (what answers without enough peers get), then the peers head's with that base."""
     scheme = "types" if len(set(data.tasks)) > 1 else "items"
-    found = {}
-    for ridge in grid:
-        per = data.per_task(data.out_of_fold(scheme, (ridge, ridge)))
-        found[ridge] = round(float(np.mean(list(per.values()))), 4)
-    best = max(grid, key=lambda r: (found[r], -r))
-    return (best, best), {"scheme": scheme, "mean_spearman": found}
+
+    def transfer(ridges, with_peers):
+        return round(float(np.mean(list(data.per_task(data.out_of_fold(scheme, ridges, with_peers)).values()))), 4)
+
+    found_base = {ridge: transfer((ridge, ridge), with_peers=False) for ridge in grid}
+    base = max(grid, key=lambda r: (found_base[r], -r))
+    found = {ridge: transfer((base, ridge), with_peers=True) for ridge in grid}
+    peers = max(grid, key=lambda r: (found[r], -r))
+    return (base, peers), {"scheme": scheme, "mean_spearman": found, "base_mean_spearman": found_base}
 
 
 def transfer_validation(data: TransferData, ridges: tuple[float, float]) -> dict:
@@ -220,7 +227,7 @@ def transfer_validation(data: TransferData, ridges: tuple[float, float]) -> dict
 
 
 def transfer_report(rows: list[dict], scorer: Scorer) -> dict:
-    """The three cross-validations of a v4 scorer fitted on `rows` (ridges chosen as training
+    """The three cross-validations of a v5 scorer fitted on `rows` (ridges chosen as training
     chooses them), for `crpo-bench validate --transfer`."""
     rows = [r for r in rows if text.degenerate_kind(str(r["Response"])) not in text.WORDLESS]
     answers, items = embed(rows, scorer)
@@ -236,7 +243,7 @@ def transfer_rows(validation: dict) -> tuple[list[str], list[list[str]]]:
     names = {"random": "random split (5 folds of answers)", "items": "held-out item (one at a time)",
              "types": "held-out task type (one at a time)"}
     rows = []
-    for scorer, label in (("scorer", "originality v4"), ("scorer_without_peers", "v4 without rarity (few answers)")):
+    for scorer, label in (("scorer", "originality v5"), ("scorer_without_peers", "v5 without rarity (few answers)")):
         for scheme, per in figures[scorer].items():
             rows.append([label, names[scheme], *(f"{per[t]:+.3f}" if t in per else "-" for t in tasks),
                          f"{np.mean([per[t] for t in tasks if t in per]):+.3f}"])
@@ -252,17 +259,19 @@ def _train_transfer(rows, val_rows, scorer, ridge, data_name, answers, item_vect
     base, peers = data.fit(np.ones(len(y), dtype=bool), ridges)
     task_names = sorted(set(data.tasks))
     model = OriginalityModel(task_names, base.mean, base.scale, base.weights, base.intercept,
-                             base_features="answer", with_peers=peers)
+                             base_features="answer", with_peers=peers, relative_peers=peers is not None)
     model.card = {
         "name": "originality",
-        "method": "v4: for items with rated answers in its memory, v3's memory head; for other items, ridge "
+        "method": "v5: for items with rated answers in its memory, v3's memory head; for other items, ridge "
                   "regression on [log(1+words), 1-cos(answer, item), rarity among the corpus's answers "
-                  f"{list(rarity.FEATURES)}] where the corpus has at least {rarity.MIN_PEERS} other answers, "
+                  f"{list(rarity.FEATURES)}, the same as z-scores within the corpus] where the corpus has at "
+                  f"least {rarity.MIN_PEERS} other answers, "
                   "else on [log(1+words), 1-cos(answer, item), answer embedding]; no task one-hot",
         "embedder": scorer.embedder.name, "ridge": ridges[0], "training_data": data_name,
         "training_answers": len(rows), "tasks": task_names, "score_scale": "10-50 (MuCE)",
         # no peers head where no item has MIN_PEERS other answers: every answer gets the base head
-        "peers": {"ridge": ridges[1], "features": list(rarity.FEATURES), "min_peers": rarity.MIN_PEERS}
+        "peers": {"ridge": ridges[1], "features": list(rarity.FEATURES), "relative": True,
+                  "min_peers": rarity.MIN_PEERS}
         if peers is not None else None,
         "validated": {"task_types": task_names, "items": sorted(set(data.items))},
     }
