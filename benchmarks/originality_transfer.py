@@ -52,7 +52,8 @@ def smaller_studies(data: TransferData, answers: np.ndarray, size: int, seed: in
 
 
 def smaller_corpora(data: TransferData, rows, answers, items, sizes) -> list[list[str]]:
-    """v5 and v4's features (v5 without the z-scores, its ridges chosen likewise), each fitted on full corpora."""
+    """v5, and v4's features (v5 without the z-scores; ridges chosen per head as v5's are, so not the packaged
+    v4's single ridge), each fitted on full corpora."""
     width = len(rarity.FEATURES)
     v4 = dataclasses.replace(data, peers=data.peers[:, :2 + width])  # [length, distance, raw rarity]
     tasks = sorted(set(data.tasks))
@@ -60,7 +61,7 @@ def smaller_corpora(data: TransferData, rows, answers, items, sizes) -> list[lis
     for size in sizes:
         studies, in_a_study = smaller_studies(data, answers, size)
         peers = transfer_features(answers, items, word_counts(rows), studies[:, :width], studies[:, width:])
-        for name, fitted in (("v5", data), ("v4", v4)):
+        for name, fitted in (("v5", data), ("v4 features", v4)):
             ridges, _ = choose_ridges(fitted)
             per = {}
             for task in tasks:

@@ -19,9 +19,12 @@ def add_parser(subparsers) -> None:
     t.add_argument("--method", choices=("transfer", "memory", "ridge"), default="transfer",
                    help="transfer (v5, default): v3's memory head for rated items, heads chosen by leave-one-task-type-"
                         "out transfer for the others (length, distance from the item, rarity among the corpus's "
-                        "answers, raw and as z-scores within the corpus); memory (v3): v2's features plus the ratings of the nearest rated answers to the "
-                        "same item; ridge (v2): ridge regression on embedding features only")
-    t.add_argument("--ridge", type=float, help="ridge strength (default: chosen by 5-fold cross-validation on --data)")
+                        "answers, raw and as z-scores within the corpus); memory (v3): v2's features plus the "
+                        "ratings of the nearest rated answers to the same item; ridge (v2): ridge regression on "
+                        "embedding features only")
+    t.add_argument("--ridge", type=float, help="ridge strength of every head (default: each head's chosen on --data, "
+                                               "by leave-one-task-type-out for transfer, by 5-fold cross-validation "
+                                               "for memory and ridge)")
     t.add_argument("--embedder", help="sentence embedder (default: packaged all-MiniLM-L6-v2)")
 
 

@@ -175,6 +175,11 @@ class OriginalityModel:
             if card.get("peers"):
                 model.with_peers = head("peers_")
                 model.relative_peers = bool(card["peers"].get("relative"))
+        if model.with_peers is not None:
+            inputs = 2 + len(rarity.FEATURES) * (2 if model.relative_peers else 1)
+            if model.with_peers.weights.shape != (inputs,):
+                raise ValueError(f"{folder / 'weights.npz'}: the peers head has {model.with_peers.weights.size} "
+                                 f"weights where the card's features need {inputs}")
         if card.get("memory"):
             with _readable(folder / "memory.npz"):
                 model.memory = RatedMemory.load(folder / "memory.npz")

@@ -12,8 +12,8 @@ They estimate how common an idea is in a population only from a corpus of many a
 (people's answers to one test item); a model's few samples of one prompt are no such corpus.
 An answer whose corpus has fewer than MIN_PEERS other answers gets no peer features (valid
 False), and the scorer does without them. The top-k values also grow with the corpus size:
-`benchmarks/originality_transfer.py` measures how the scorer holds up when the corpora of a
-held-out task type are cut to 25-100 answers.
+`benchmarks/originality_transfer.py` measures how the scorer holds up when a held-out task
+type's items are scored in smaller studies (groups of 26-101 answers).
 """
 
 from __future__ import annotations

@@ -170,8 +170,8 @@ def reproduction_failures(card: dict, packaged: dict, gap: np.ndarray) -> list[s
 
 
 def test_retraining_reproduces_the_packaged_v5(tmp_path, shared_data, validation_scores):
-    """The README's retraining command, run for real on the full training file (about 3 min
-    on one CPU thread), gives the packaged model (the default, v5) within the cross-machine
+    """The README's retraining command, run for real on the full training file (about 1 min
+    on one CPU thread with cached embeddings), gives the packaged model (the default, v5) within the cross-machine
     tolerances."""
     out = tmp_path / "v5"
     command = [sys.executable, "-m", "crpo_bench.cli", "originality", "train",

@@ -5,6 +5,7 @@ rows, leaderboard), training on MuCE's layout, and the packaged model's figures.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -72,7 +73,7 @@ def test_within_corpus_z_scores_equal_a_brute_force_computation():
             if not valid[i]:
                 assert found[i, col] == 0.0
                 continue
-            group = [features[j, col] for j in range(40) if corpora[j] == corpora[i]]
+            group = [features[j, col] for j in range(40) if corpora[j] == corpora[i] and valid[j]]
             mean = sum(group) / len(group)
             sd = (sum((g - mean) ** 2 for g in group) / len(group)) ** 0.5
             assert found[i, col] == pytest.approx(0.0 if sd < 1e-12 else (features[i, col] - mean) / sd, abs=1e-9)
@@ -226,6 +227,16 @@ def test_the_packaged_v4_still_loads_and_scores_without_z_scores(embedder):
     values, heads = v4.score_with_heads(embedder.encode(answers), embedder.encode(["pebble"] * 22), ["aut"] * 22,
                                         ["pebble"] * 22, [len(a.split()) for a in answers], ["pebble"] * 22)
     assert heads == ["peers"] * 22 and np.all((values >= 10) & (values <= 50))
+
+
+def test_a_card_that_disagrees_with_the_peers_weights_is_a_clear_error(tmp_path):
+    folder = tmp_path / "v5"
+    shutil.copytree(V5, folder)
+    card = json.loads((folder / "card.json").read_text())
+    card["peers"]["relative"] = False  # v5's 14 weights, read as v4's 8 inputs
+    (folder / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ValueError, match=r"weights.npz: the peers head has 14 weights where the card's features need 8"):
+        OriginalityModel.load(folder)
 
 
 def test_known_items_score_as_v3_did(shared_data):
