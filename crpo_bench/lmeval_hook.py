@@ -2,8 +2,8 @@
 
 lm-eval 0.4.13 has no plugin mechanism for tasks: its TaskManager scans only its own
 folder and `include_path`. The wheel and the editable install put `crpo_bench_lmeval.pth`
-(written by setup.py) in site-packages; it imports this module at interpreter start. It costs nothing until `lm_eval.tasks.manager` is imported;
-then it makes every TaskManager also index our task folder (first, so a user's own
+(written by setup.py) in site-packages; it imports this module at interpreter start. It
+costs nothing until `lm_eval.tasks.manager` is imported; then it makes every TaskManager also index our task folder (first, so a user's own
 --include_path still overrides our tasks). Once `lm_eval.__main__` is imported (the
 `lm_eval` command), an error our tasks mark as one-line (data that cannot be had: no hub,
 no file) ends the command with that line and exit code 2 instead of a traceback. Set

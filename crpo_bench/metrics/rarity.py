@@ -28,6 +28,15 @@ FEATURES = ("diversity", *(f"near_{t}" for t in NEAR), *(f"top{k}" for k in TOP_
 MIN_PEERS = 20  # the ocsai Consequences items have 33 answers (median)
 
 
+def corpora(corpus_ids: Sequence[Hashable], keep: np.ndarray | None = None) -> list[list[int]]:
+    """The positions of each corpus's answers (those where `keep` is true, if given), in order."""
+    members: dict[Hashable, list[int]] = {}
+    for i, cid in enumerate(corpus_ids):
+        if keep is None or keep[i]:
+            members.setdefault(cid, []).append(i)
+    return list(members.values())
+
+
 def peer_features(vectors: np.ndarray, corpus_ids: Sequence[Hashable],
                   min_peers: int = MIN_PEERS) -> tuple[np.ndarray, np.ndarray]:
     """(features, valid): FEATURES of each unit vector against the others of its corpus;
@@ -35,10 +44,7 @@ def peer_features(vectors: np.ndarray, corpus_ids: Sequence[Hashable],
     vectors = np.asarray(vectors, dtype=np.float64)
     out = np.zeros((len(vectors), len(FEATURES)))
     valid = np.zeros(len(vectors), dtype=bool)
-    members: dict[Hashable, list[int]] = {}
-    for i, cid in enumerate(corpus_ids):
-        members.setdefault(cid, []).append(i)
-    for idx in members.values():
+    for idx in corpora(corpus_ids):
         if len(idx) - 1 < max(min_peers, 1):
             continue
         cos = vectors[idx] @ vectors[idx].T
@@ -60,11 +66,7 @@ def within_corpus_z(features: np.ndarray, corpus_ids: Sequence[Hashable], valid:
     items and studies of any size (v5: picked by leave-one-task-type-out transfer)."""
     features = np.asarray(features, dtype=np.float64)
     out = np.zeros_like(features)
-    members: dict[Hashable, list[int]] = {}
-    for i, cid in enumerate(corpus_ids):
-        if valid[i]:
-            members.setdefault(cid, []).append(i)
-    for idx in members.values():
+    for idx in corpora(corpus_ids, valid):
         block = features[idx]
         spread = block.std(axis=0)
         out[idx] = np.where(spread > 0, (block - block.mean(axis=0)) / np.where(spread > 0, spread, 1.0), 0.0)
