@@ -30,7 +30,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 NB = SHARED / "noveltybench"
 PUBLISHED = (NB / "published/2025-03-27_gemini-1.5-pro/nb-curated/scores.jsonl",
              NB / "published/2025-11-21_CrPO-llama-3.1-8b-instruct-cre/nb-curated/scores.jsonl")
-PAIRS = NB / "equivalence/train.jsonl"  # the packaged surrogate's training data, with PUBLISHED
+HUMANS = NB / "equivalence/humans.jsonl"  # the packaged surrogate's training data, with PUBLISHED
 
 
 def perturbed(vectors: np.ndarray, noise: float, seed: int) -> np.ndarray:
@@ -58,17 +58,16 @@ def surrogate_spread(runs: int, noise: float) -> None:
     from crpo_bench.models import minilm_tokenizer
     from crpo_bench.scoring import Scorer, ScoringConfig
 
-    sources = {et.source_name(f): et.read_partitions(f) for f in PUBLISHED}
-    sources["train"] = et.read_pairs(PAIRS)
+    sources = {et.source_name(f): et.read_partitions(f) for f in (*PUBLISHED, HUMANS)}
     texts = [g for rows in sources.values() for r in rows for g in r["generations"]]
     scorer, tokenizer = Scorer(ScoringConfig()), minilm_tokenizer()
     packaged = es.SurrogateModel.load(es.packaged_path())
 
     def prompts_of(views):
-        return [et.Prompt(r, views, name) for name, rows in sources.items() for r in rows]
+        return [et.Prompt(r, views, name, et.source_short_rule(rows)) for name, rows in sources.items() for r in rows]
 
     plain = prompts_of(es.make_views(texts, lambda t: scorer.embed(t, "embedding", 16), tokenizer))
-    compared = [p for p in plain if p.source != "train"]  # the published runs' prompts
+    compared = [p for p in plain if p.source != "humans"]  # the published runs' prompts
     reference = [p.partition(packaged.trees.probability(p.X), packaged.threshold) for p in compared]
     print(f"surrogate, packaged: setting {packaged.card['setting']}, threshold {packaged.threshold}")
     for run in range(runs):

@@ -1,5 +1,6 @@
 """`crpo-bench equivalence train --data FILE... [--pairs FILE...] --out DIR`: fit the offline
-NoveltyBench equivalence surrogate on a reference judge's partitions and human-labelled pairs."""
+NoveltyBench equivalence surrogate on a reference judge's partitions (and, optionally, human-labelled
+pairs, which the packaged surrogate leaves out)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def add_parser(subparsers) -> None:
                          "holds each source's class counts and, with two or more partition sources, each one's "
                          "figures when it is left out of the fit.")
     t.add_argument("--data", required=True, nargs="+", type=Path, help="reference partitions (JSONL), one source each")
-    t.add_argument("--pairs", nargs="*", type=Path, default=[], help="human-labelled answer pairs (JSONL)")
+    t.add_argument("--pairs", nargs="*", type=Path, default=[], help="human-labelled answer pairs (JSONL); people's labels, not the "
+                   "classifier's verdicts: the packaged surrogate leaves them out")
     t.add_argument("--out", required=True, type=Path, help="output folder")
     t.add_argument("--no-held-out", action="store_true",
                    help="skip the leave-one-source-out figures (one extra fit per partition source)")

@@ -8,7 +8,9 @@ OUT/NAME/TASK.json, a result that `leaderboard` and `check` read like any other:
 - *reported*, the reference judge's figures kept as published: `distinct_reported` (classes
   per prompt, counted from each `partition`) and `utility_reported`;
 - *measured* by crpo-bench on the same generations, each prompt's answers one corpus:
-  `distinct` (classes by our offline judge), `novelty`, `diversity`, `surprise` (unless
+  `distinct` (classes by our offline judge, with the short-text rule or, when the published
+  partitions contradict it as those made before 2025-03-19 do, without it: provenance says
+  which, and how many verdicts on two short texts it read), `novelty`, `diversity`, `surprise` (unless
   `--lm none`) and the n-gram diversities of each prompt's answers;
 - each with its standard error over prompts; provenance (source, file hashes, reference judge
   and metric version, kind `published`) in the result and its metric card.
@@ -65,7 +67,14 @@ def run(args: argparse.Namespace) -> int:
     metrics = ["novelty", "diversity", "ngram_diversity"] + (["surprise"] if surprise else [])
     scored = scorer.score(texts, corpus_ids=ids, prompts=prompts, metrics=metrics)
     embed = lambda batch: scorer.embed(batch, "embedding generations", config.text_batch_size)  # noqa: E731
-    judge = nb.make_equivalence(args.equivalence, texts, embed)
+    # whether the reported partitions followed the short-text rule, read from their own
+    # verdicts: a surrogate judge then does the same, so reported and measured are comparable
+    agreeing = compared = 0
+    for p in published.prompts:
+        a, c = nb.short_rule_agreement(p.generations, nb.canonical(p.partition))
+        agreeing, compared = agreeing + a, compared + c
+    short_rule = agreeing == compared  # as rules.made_with_short_rule: no such verdict, the rule (today's code)
+    judge = nb.make_equivalence(args.equivalence, texts, embed, short_rule=short_rule)
     per_prompt: dict[str, list[float]] = {"distinct_reported": published.classes,
                                           "distinct": [len(set(nb.partition(p.generations, judge)))
                                                        for p in published.prompts]}
@@ -89,7 +98,9 @@ def run(args: argparse.Namespace) -> int:
                 if len(values) > 1 else None
     provenance = {"kind": "published", "source": str(args.source), "files": published.files,
                   "reference_judge": REFERENCE_JUDGES.get(published.version, f"NoveltyBench v{published.version}"),
-                  "metric_version": published.version, "published_model": published.model,
+                  "metric_version": published.version, "reference_short_rule": short_rule,
+                  "reference_short_text_verdicts": {"compared": compared, "agreeing_with_rule": agreeing},
+                  "published_model": published.model,
                   "published_summary": published.summary, "prompts": len(published.prompts)}
     samples = sorted({len(p.generations) for p in published.prompts})
     card = metric_card(config, surprise=surprise, corpus="prompt",

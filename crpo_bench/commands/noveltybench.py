@@ -61,6 +61,10 @@ def add_parser(subparsers) -> None:
                         "embedding (offline), unigram, classifier (the reference's v1.0 judge; needs the hub or "
                         "--classifier FOLDER), or llm (v1.1's judge: a chat model groups all of a prompt's "
                         "generations in one request; needs --judge-model)")
+    p.add_argument("--no-short-rule", dest="short_rule", action="store_false",
+                   help="surrogate: emulate the reference before its short-text rule (NoveltyBench's partitions "
+                        "made before 2025-03-19, such as Gemini-1.5-pro's published ones); default: the rule decides "
+                        "two texts of at most 5 words, as NoveltyBench's code does")
     p.add_argument("--classifier", default=nb.CLASSIFIER_ID, help="equivalence classifier: hub id or local folder")
     p.add_argument("--embedder", help="sentence embedder for novelty, diversity and --equivalence embedding "
                                       "(default: packaged MiniLM; the surrogate always reads MiniLM)")
@@ -267,7 +271,7 @@ def settings_of(args: argparse.Namespace, judge_spec=None) -> dict:
     """What the results depend on: part of every record's hash, and bound to the version
     folder once it holds results. The version is the folder's, so it is not repeated here
     (and the records of an older crpo-bench's flat files keep their hashes)."""
-    settings = {"equivalence": nb.recorded_backend(args.equivalence),
+    settings = {"equivalence": nb.recorded_backend(args.equivalence, args.short_rule),
                 "classifier": args.classifier if args.equivalence == "classifier" else None,
                 "embedder": args.embedder, "reward_model": args.reward_model, "patience": args.patience}
     if judge_spec is not None:  # the judge, without its endpoint (a proxy is the same judge) or key
@@ -334,7 +338,7 @@ def partitioner(args, todo: list[dict], scorer, judge: dict | None):
     equivalent = nb.make_equivalence(
         args.equivalence, [g for r in todo for g in r["generations"]],
         lambda texts: scorer.embed(texts, "embedding generations", scorer.config.text_batch_size, progress=True),
-        args.classifier, args.embedder)
+        args.classifier, args.embedder, short_rule=args.short_rule)
     return lambda row: (nb.partition(row["generations"], equivalent), {})
 
 
@@ -394,6 +398,8 @@ def run(args: argparse.Namespace) -> int:
     from ..scoring import Scorer, ScoringConfig
 
     eval_dir: Path = args.eval_dir
+    if not args.short_rule and args.equivalence != "surrogate":
+        raise ValueError(f"--no-short-rule applies to --equivalence surrogate only, not {args.equivalence}")
     spec = judge_spec_of(args)  # a bad spec or flag combination stops before anything is written
     eval_dir.mkdir(parents=True, exist_ok=True)
     if args.samples:

@@ -13,14 +13,14 @@ from .rules import (ANTHROPIC_MAX_TOKENS, ANTHROPIC_VERSION, BACKENDS, CLASSIFIE
                     EMBEDDING_THRESHOLD, JUDGE_ATTEMPTS, LLM_JUDGE_SYSTEM, PARTITION_BACKENDS, PATIENCE,
                     REWARD_THRESHOLDS, SHORT_WORDS, UNIGRAM_THRESHOLD, BadGrouping, ClassifierEquivalence,
                     Equivalence, LlmJudge, canonical, embedding_equivalence, generation_scores, judge_message,
-                    labels_from_groups, lenient_groups, partition, partition_scores, rating, rouge1_f,
-                    short_rule_then, short_texts_equivalent, shown_order, strict_groups, unigram_equivalence,
+                    labels_from_groups, lenient_groups, made_with_short_rule, partition, partition_scores, rating, rouge1_f,
+                    short_rule_agreement, short_rule_then, short_texts_equivalent, shown_order, strict_groups, unigram_equivalence,
                     utility)
 
 __all__ = ["ANTHROPIC_MAX_TOKENS", "ANTHROPIC_VERSION", "BACKENDS", "CLASSIFIER_ID", "CLASSIFIER_THRESHOLD",
            "EMBEDDING_THRESHOLD", "JUDGE_ATTEMPTS", "LLM_JUDGE_SYSTEM", "PARTITION_BACKENDS", "PATIENCE",
            "REWARD_THRESHOLDS", "SHORT_WORDS", "UNIGRAM_THRESHOLD", "BadGrouping", "ClassifierEquivalence",
            "Equivalence", "LlmJudge", "canonical", "embedding_equivalence", "generation_scores", "judge_message",
-           "labels_from_groups", "lenient_groups", "make_equivalence", "partition", "partition_scores", "prompt_scores", "rating",
-           "recorded_backend", "rouge1_f", "short_rule_then", "short_texts_equivalent", "shown_order",
+           "labels_from_groups", "lenient_groups", "made_with_short_rule", "make_equivalence", "partition", "partition_scores", "prompt_scores", "rating",
+           "recorded_backend", "rouge1_f", "short_rule_agreement", "short_rule_then", "short_texts_equivalent", "shown_order",
            "strict_groups", "unigram_equivalence", "utility"]

@@ -12,10 +12,12 @@ a new class (the reference's loop; the surrogate backend brings its own, below).
   over all members rather than the first member only;
 - `embedding` (ours): cosine similarity of the offline MiniLM embeddings above a
   threshold calibrated on the reference classifier's partitions (see EMBEDDING_THRESHOLD).
-`classifier` and `embedding` first apply the short-text rule (two texts of at most 5
-whitespace unigrams each are equivalent when they share at least half of the longer
-one's words); `unigram` does not, as in the reference, nor does `surrogate`, since the
-reference partitions it learned from were made without it.
+`classifier`, `embedding` and `surrogate` first apply the short-text rule (two texts of at
+most 5 whitespace unigrams each are equivalent when they share at least half of the longer
+one's words); `unigram` does not, as in the reference. NoveltyBench's code has applied the
+rule since 2025-03-19 (its commit 1339e15); partitions made before it (Gemini-1.5-pro's
+published ones: 72 of its 327 short-text verdicts contradict the rule) were not, and
+`made_with_short_rule` tells the two apart from a partition file alone.
 `llm` (NoveltyBench v1.1's partition, our prompt): a chat model sees all of a prompt's
 generations at once and returns their groups (LlmJudge); it is no pairwise backend, so
 make_equivalence (noveltybench/backends.py) does not build it.
@@ -62,6 +64,47 @@ def short_texts_equivalent(a: str, b: str) -> bool | None:
         return None
     common = len(set(w.lower() for w in words_a) & set(w.lower() for w in words_b))
     return 2 * common >= max(len(words_a), len(words_b))
+
+
+def reference_verdicts(reference: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(first member, generation, same 0/1) for every comparison the reference's greedy loop
+    (`partition`) made to arrive at `reference` (classes numbered in order of appearance):
+    "different" for each earlier class's first member a generation passed, "same" for the one
+    it joined. Two later members of one class were never compared, so they give no verdict."""
+    firsts: list[int] = []
+    found = []
+    for j, label in enumerate(reference):
+        for k, first in enumerate(firsts):
+            found.append((first, j, int(k == label)))
+            if k == label:
+                break
+        if label == len(firsts):
+            firsts.append(j)
+    return found
+
+
+def short_rule_agreement(generations: Sequence[str], reference: Sequence[int]) -> tuple[int, int]:
+    """(agreeing, compared): of the reference's verdicts on two short texts, how many the
+    short-text rule would have given."""
+    agreeing = compared = 0
+    for a, b, same in reference_verdicts(reference):
+        rule = short_texts_equivalent(generations[a], generations[b])
+        if rule is not None:
+            compared += 1
+            agreeing += int(rule) == same
+    return agreeing, compared
+
+
+def made_with_short_rule(rows: Sequence[tuple[Sequence[str], Sequence[int]]]) -> bool | None:
+    """Whether partitions ((generations, partition) per prompt, classes in order of appearance)
+    were made by a reference that applies the short-text rule: True when every verdict on two
+    short texts follows the rule, False when one does not, None when there is none. The rule
+    is exact, so a file made with it never contradicts it."""
+    agreeing = compared = 0
+    for generations, reference in rows:
+        a, c = short_rule_agreement(generations, reference)
+        agreeing, compared = agreeing + a, compared + c
+    return None if compared == 0 else agreeing == compared
 
 
 def short_rule_then(backend: Equivalence) -> Equivalence:

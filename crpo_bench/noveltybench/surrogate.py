@@ -7,7 +7,10 @@ cut to its first 128 tokens as the classifier would see it (MiniLM's WordPiece t
 standing in for DeBERTa's): MiniLM cosines, word overlap, lengths, shared numbers and bold
 spans; the short-text flags, identical words and first sentence read the whole text.
 The predictor is a small gradient-boosted tree ensemble fitted on the reference's own verdicts, read from its
-partitions (`crpo_bench/noveltybench/surrogate_training.py`). It is stored as plain arrays and
+partitions (`crpo_bench/noveltybench/surrogate_training.py`). Two short texts are decided by the
+reference's short-text rule, as NoveltyBench's code does; `short_rule=False` lets the trees decide
+them instead, as the reference did before it had the rule (partitions made before 2025-03-19, such
+as Gemini-1.5-pro's published ones). It is stored as plain arrays and
 evaluated here with numpy, so scoring needs neither scikit-learn nor pickle.
 
 The surrogate partitions a prompt's generations itself (`linkage_partition`): a generation
@@ -32,7 +35,7 @@ from . import rules as nb
 from ..models import ARTIFACTS
 from ..text import word_sequence
 
-FORMAT_VERSION = 2  # 2: the threshold applies to linkage_partition
+FORMAT_VERSION = 3  # 2: the threshold applies to linkage_partition; 3: the short-text rule decides two short texts
 CUT_TOKENS = 128  # what the reference classifier reads of each text (in its own tokens)
 FEATURES = ("cosine", "first_line_cosine", "rouge1", "bigram_jaccard", "min_log_tokens", "max_log_tokens",
             "log_token_gap", "both_short", "same_words", "bold_jaccard", "common_prefix", "one_short",
@@ -240,7 +243,7 @@ class SurrogateModel:
 
 
 def packaged_path() -> Path:
-    return ARTIFACTS / "equivalence-surrogate-v5"
+    return ARTIFACTS / "equivalence-surrogate-v6"
 
 
 def pair_matrix(n: int, probabilities: Sequence[float]) -> np.ndarray:
@@ -281,7 +284,7 @@ class SurrogateJudge:
 
     model: SurrogateModel
     views: dict[str, View] = field(repr=False)
-    short_rule: bool = False
+    short_rule: bool = True  # NoveltyBench's code since 2025-03-19
 
     def probabilities(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """P(same) of each pair: 1 for identical texts, the rule's verdict (1 or 0) where it
@@ -305,12 +308,11 @@ class SurrogateJudge:
 
 
 def surrogate_equivalence(texts: Sequence[str], embed: Callable[[list[str]], np.ndarray], tokenizer,
-                          model: SurrogateModel | None = None, short_rule: bool = False) -> SurrogateJudge:
-    """The surrogate as a backend over `texts` (embedded once, up front), applied as it was
-    fitted: it decides short texts too, since the reference partitions it learned from were
-    made without the short-text rule (12 of the 31 curated Gemini prompts whose answers are
-    all short contradict it). `short_rule=True` puts the rule's verdict on two short texts
-    in place of the trees' probability (1 or 0, which then counts in the class means like
-    any other), for comparison with the reference code, which applies the rule today."""
+                          model: SurrogateModel | None = None, short_rule: bool = True) -> SurrogateJudge:
+    """The surrogate as a backend over `texts` (embedded once, up front). With `short_rule`
+    (the default, NoveltyBench's code since 2025-03-19) the rule decides two short texts (1 or
+    0, which then counts in the class means like any other probability); without it the trees
+    decide them too, as the reference's classifier did in partitions made before the rule
+    (they learned that from Gemini-1.5-pro's)."""
     model = model or SurrogateModel.load(packaged_path())
     return SurrogateJudge(model, make_views(texts, embed, tokenizer), short_rule)

@@ -17,11 +17,13 @@ from crpo_bench.cli import main
 from crpo_bench.jsonl import InputError
 from crpo_bench.models import minilm_tokenizer
 
-# what the packaged surrogate (v5) was fitted on: the reference's partitions of two published
-# runs (two regimes) and the human-labelled pairs
+# what the packaged surrogate (v6) was fitted on: the reference's partitions of two published
+# runs and of NoveltyBench's human answers (three regimes; Gemini's made without the short-text rule)
 PUBLISHED = ("noveltybench/published/2025-03-27_gemini-1.5-pro/nb-curated/scores.jsonl",
              "noveltybench/published/2025-11-21_CrPO-llama-3.1-8b-instruct-cre/nb-curated/scores.jsonl")
+HUMANS = "noveltybench/equivalence/humans.jsonl"
 PAIRS = "noveltybench/equivalence/train.jsonl"
+SOURCES = ["2025-03-27_gemini-1.5-pro", "2025-11-21_CrPO-llama-3.1-8b-instruct-cre", "humans"]
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +148,7 @@ def test_linkage_partition_ties_go_to_the_earlier_class_and_the_threshold_is_str
 def test_training_partition_reads_each_pair_in_place():
     row = {"generations": ["x", "y", "x", "z"], "partition": [0, 1, 0, 2]}
     prompt = et.Prompt.__new__(et.Prompt)
-    prompt.generations, prompt.reference = row["generations"], row["partition"]
+    prompt.generations, prompt.reference, prompt.short_rule = row["generations"], row["partition"], False
     prompt.pairs = list(itertools.combinations(range(4), 2))  # (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
     probability = np.array([0.1, 0.9, 0.6, 0.1, 0.7, 0.1])
     # z: mean 0.35 over {x, x}, 0.7 over {y}; the reference's loop would take the first x (0.6)
@@ -189,12 +191,26 @@ def test_training_examples_are_the_verdicts_not_every_pair_of_a_class(tokenizer)
     assert y.tolist() == [0, 1, 0, 1] * 2
 
 
-def linkage_expected(generations, model, views):
-    """The surrogate's partition computed here: P(same) of every pair (1 for identical texts),
-    then linkage_partition."""
+def rule_by_hand(a, b):
+    """The short-text rule written out: None unless both texts have at most 5 words."""
+    wa, wb = a.lower().split(), b.lower().split()
+    if max(len(wa), len(wb)) > 5:
+        return None
+    return float(2 * len(set(wa) & set(wb)) >= max(len(wa), len(wb)))
+
+
+def pair_probability(a, b, model, views, short_rule=True):
+    if a == b:
+        return 1.0
+    rule = rule_by_hand(a, b) if short_rule else None
+    return rule if rule is not None else model.probability(views[a], views[b])
+
+
+def linkage_expected(generations, model, views, short_rule=True):
+    """The surrogate's partition computed here: P(same) of every pair (1 for identical texts,
+    the short-text rule's verdict on two short texts), then linkage_partition."""
     n = len(generations)
-    same = np.array([[1.0 if generations[i] == generations[j] else
-                      model.probability(views[generations[i]], views[generations[j]]) for j in range(n)]
+    same = np.array([[pair_probability(generations[i], generations[j], model, views, short_rule) for j in range(n)]
                      for i in range(n)])
     return es.linkage_partition(list(generations), same, model.threshold)
 
@@ -203,24 +219,26 @@ def test_packaged_surrogate_loads_and_decides_deterministically(tokenizer):
     folder = es.packaged_path()
     assert sum(p.stat().st_size for p in folder.iterdir()) < 1_000_000
     model = es.SurrogateModel.load(folder)
-    sources = ["2025-03-27_gemini-1.5-pro", "2025-11-21_CrPO-llama-3.1-8b-instruct-cre"]
-    assert list(model.card["fitted"]) == [*sources, "train"] and list(model.card["leave_one_source_out"]) == sources
-    for source in sources:  # the class counts a leaderboard reads, within 5% of the reference's on both
-        fitted = model.card["fitted"][source]
-        assert abs(fitted["mean_classes"] / fitted["reference_mean_classes"] - 1) <= 0.05
+    assert list(model.card["fitted"]) == SOURCES and list(model.card["leave_one_source_out"]) == SOURCES
+    assert [model.card["fitted"][s]["short_rule"] for s in SOURCES] == [False, True, True]
+    for source in SOURCES[:2]:  # the class counts a leaderboard reads, within 5% on both published models
+        for figures in (model.card["fitted"][source], model.card["leave_one_source_out"][source]):
+            assert abs(figures["mean_classes"] / figures["reference_mean_classes"] - 1) <= 0.05, source
     texts = ["Video game designer.", "Astronaut", "The first thing to check is the **battery**. " * 3,
              "A chemical process that absorbs heat is called an **endothermic** process."]
     first = nb.make_equivalence("surrogate", texts, fake_embed)
     second = es.surrogate_equivalence(texts, fake_embed, tokenizer, es.SurrogateModel.load(folder))
     views = es.make_views(texts, fake_embed, tokenizer)
+    unruled = es.surrogate_equivalence(texts, fake_embed, tokenizer, model, short_rule=False)
     for a, b in itertools.product(texts, texts):
-        expected = a == b or model.probability(views[a], views[b]) > model.threshold
+        expected = pair_probability(a, b, model, views) > model.threshold
         assert first(a, b) == second(a, b) == expected
+        assert unruled(a, b) == (a == b or model.probability(views[a], views[b]) > model.threshold)
     assert nb.partition(texts, first) == nb.partition(texts, second) == linkage_expected(texts, model, views)
-    # with the rule, two short texts sharing no word are never the same
-    ruled = es.surrogate_equivalence(texts, fake_embed, tokenizer, model, short_rule=True)
-    assert ruled("Video game designer.", "Astronaut") is False
-    assert ruled(texts[2], texts[3]) == first(texts[2], texts[3])
+    assert nb.partition(texts, unruled) == linkage_expected(texts, model, views, short_rule=False)
+    # by default the rule decides two short texts: sharing no word, they are never the same
+    assert first("Video game designer.", "Astronaut") is False
+    assert first(texts[2], texts[3]) == unruled(texts[2], texts[3])  # long texts: the trees either way
 
 
 @pytest.fixture(scope="module")
@@ -228,16 +246,15 @@ def training_prompts(shared_data, tokenizer):
     """The packaged surrogate's training data as the command reads it, one source per file."""
     from crpo_bench.scoring import Scorer, ScoringConfig
 
-    sources = {et.source_name(shared_data / f): et.read_partitions(shared_data / f) for f in PUBLISHED}
-    sources["train"] = et.read_pairs(shared_data / PAIRS)
+    sources = {et.source_name(shared_data / f): et.read_partitions(shared_data / f) for f in (*PUBLISHED, HUMANS)}
     scorer = Scorer(ScoringConfig())
     views = es.make_views([g for rows in sources.values() for r in rows for g in r["generations"]],
                           lambda t: scorer.embed(t, "embedding", 16), tokenizer)
-    return [et.Prompt(r, views, name) for name, rows in sources.items() for r in rows]
+    return [et.Prompt(r, views, name, et.source_short_rule(rows)) for name, rows in sources.items() for r in rows]
 
 
 def published_only(prompts):
-    return [p for p in prompts if p.source != "train"]
+    return [p for p in prompts if p.source != "humans"]
 
 
 def test_packaged_surrogate_reproduces_its_card(training_prompts):
@@ -255,8 +272,12 @@ def test_packaged_surrogate_reproduces_its_card(training_prompts):
     prompts = published_only(training_prompts)[::10]
     equivalent = es.surrogate_equivalence([g for p in prompts for g in p.generations],
                                           lambda t: scorer.embed(t, "embedding", 16), minilm_tokenizer(), model)
+    unruled = es.surrogate_equivalence([g for p in prompts for g in p.generations],
+                                       lambda t: scorer.embed(t, "embedding", 16), minilm_tokenizer(), model,
+                                       short_rule=False)
     for p in prompts:
-        assert nb.partition(p.generations, equivalent) == p.partition(model.trees.probability(p.X), model.threshold)
+        judge = equivalent if p.short_rule else unruled
+        assert nb.partition(p.generations, judge) == p.partition(model.trees.probability(p.X), model.threshold)
 
 
 # Retraining on another CPU (benchmarks/training_spread.py; README "Reproducing the packaged
@@ -286,8 +307,8 @@ def reproduction_failures(fresh: es.SurrogateModel, packaged: es.SurrogateModel,
 
 
 def test_retraining_reproduces_the_packaged_surrogate(shared_data, training_prompts, tmp_path):
-    assert main(["equivalence", "train", "--data", *(str(shared_data / f) for f in PUBLISHED),
-                 "--pairs", str(shared_data / PAIRS), "--out", str(tmp_path / "m"), "--no-held-out"]) == 0
+    assert main(["equivalence", "train", "--data", *(str(shared_data / f) for f in (*PUBLISHED, HUMANS)),
+                 "--out", str(tmp_path / "m"), "--no-held-out"]) == 0
     packaged, fresh = es.SurrogateModel.load(es.packaged_path()), es.SurrogateModel.load(tmp_path / "m")
     assert fresh.card["data"] == packaged.card["data"]
     assert reproduction_failures(fresh, packaged, published_only(training_prompts)) == []
@@ -370,7 +391,16 @@ def test_noveltybench_command_runs_offline_with_the_surrogate(tmp_path):
     assert record["partition"] == expected and record["num_classes"] == max(expected) + 1
     assert record["partition"][7] == record["partition"][8] == record["partition"][9]  # identical texts
     assert json.loads((run / "v1.1" / "noveltybench_settings.json").read_text())["equivalence"] == \
-        "surrogate/equivalence-surrogate-v5"
+        "surrogate/equivalence-surrogate-v6"
+    # --no-short-rule: the reference before its short-text rule; the trees decide short texts too
+    old = tmp_path / "old"
+    old.mkdir()
+    shutil.copy(run / "generations.jsonl", old / "generations.jsonl")
+    assert main(["noveltybench", "--eval-dir", str(old), "--equivalence", "surrogate", "--no-short-rule"]) == 0
+    record = json.loads((old / "v1.1" / "partitions.jsonl").read_text())
+    assert record["partition"] == linkage_expected(gens, model, views, short_rule=False)
+    assert json.loads((old / "v1.1" / "noveltybench_settings.json").read_text())["equivalence"] == \
+        "surrogate/equivalence-surrogate-v6 (no short-text rule)"
 
 
 def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer):
@@ -379,7 +409,7 @@ def test_lmeval_tasks_default_to_the_surrogate_and_name_it_in_the_card(tokenizer
 
     settings = lmeval.resolve_settings({"lm": "none"}, kind="noveltybench")
     assert settings.equivalence == "surrogate"
-    assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v5"
+    assert lmeval.task_card(settings, {}, 10)["equivalence"] == "surrogate/equivalence-surrogate-v6"
     gens = ("Toyota Camry.",) * 6 + ("Honda CR-V.",) * 2 + ("A bike.", "The first thing to check is the battery.")
     key = settings.to_json()
     items = [("nb", "A car?", gens, "A car?", "", key), ("nb", "Hi?", ("hi",) * 10, "Hi?", "", key)]
@@ -425,3 +455,61 @@ def test_the_rule_cannot_wrap_a_backend_with_its_own_loop():
     judge = es.SurrogateJudge(es.SurrogateModel.load(es.packaged_path()), {})
     with pytest.raises(TypeError, match="partitions by its own loop"):
         nb.short_rule_then(judge)
+
+
+@pytest.mark.parametrize("rows, expected", [
+    # Gemini's: "Brad Pitt" judged the same as "Tom Hanks", which the rule calls different
+    ([(["Brad Pitt", "Tom Hanks", "Brad Pitt!"], [0, 0, 0])], False),
+    # every verdict on two short texts is the rule's: "Unicorns." and "Unicorns" share no word
+    ([(["Unicorns.", "Unicorns", "unicorns."], [0, 1, 0])], True),
+    # long texts only, or two short texts never compared (a later member of a class): no evidence
+    ([(["A long answer about the sea and ships.", "Blue", "Red"], [0, 0, 0])], None),
+    ([(["Paris", "Paris, France.", "Rome"], [0, 0, 1]), (["Red", "Blue"], [0, 0])], False),
+])
+def test_made_with_short_rule_reads_the_reference_version_from_its_verdicts(rows, expected):
+    assert nb.made_with_short_rule(rows) is expected
+
+
+def test_rule_sources_give_no_examples_on_two_short_texts_and_partition_by_the_rule(tokenizer):
+    texts = ["Unicorns.", "Unicorns", "A unicorn is a horse with one horn, says the old story.", "unicorns."]
+    views = es.make_views(texts, fake_embed, tokenizer)
+    row = {"generations": texts, "partition": [0, 1, 2, 0]}
+    pairs = list(itertools.combinations(range(4), 2))
+    ruled, unruled = et.Prompt(row, views, "x", short_rule=True), et.Prompt(row, views, "x", short_rule=False)
+    # verdicts: (0,1) (0,2) (1,2) (0,3); the rule gave those on two short texts, (0,1) and (0,3)
+    assert [pairs[k] for k in unruled.examples] == [(0, 1), (0, 2), (1, 2), (0, 3)]
+    assert [pairs[k] for k in ruled.examples] == [(0, 2), (1, 2)] and ruled.y.tolist() == [0, 0]
+    high = np.full(len(pairs), 0.9)  # the trees would put everything in one class
+    assert unruled.partition(high, 0.5) == [0, 0, 0, 0]
+    # "Unicorns." / "Unicorns" share no whitespace word: the rule keeps them apart; the long text
+    # averages 0.9 with each, so joins the first class
+    assert ruled.partition(high, 0.5) == [0, 1, 0, 0]
+    assert et.source_short_rule([row]) is True
+    assert et.source_short_rule([{"generations": texts, "partition": [0, 0, 1, 0]}]) is False
+
+
+def test_fitting_keeps_a_prompt_whose_verdicts_the_rule_all_gave(tokenizer):
+    """A rule source's prompt of short answers only gives no example, yet the fit runs and
+    partitions it by the rule."""
+    short = {"generations": ["Blue", "Red", "blue", "Green"], "partition": [0, 1, 2, 3]}
+    long = [{"generations": [f"A long answer number {i} about the sea, the ships and the sky.",
+                             f"Another long answer {i} about mountains, rivers and old roads."],
+             "partition": [0, i % 2]} for i in range(12)]
+    texts = [g for r in [short, *long] for g in r["generations"]]
+    views = es.make_views(texts, fake_embed, tokenizer)
+    prompts = [et.Prompt(short, views, "s", short_rule=True)] + [et.Prompt(r, views, "l") for r in long]
+    assert prompts[0].examples.size == 0 and prompts[0].y.size == 0
+    X, y = et.stacked(prompts)
+    assert X.shape == (12, len(es.FEATURES)) and y.tolist() == [1 - i % 2 for i in range(12)]  # [0, 0]: same
+    trees, threshold, _, _ = et.fit(prompts)
+    # "Blue" and "blue" share their word: one class by the rule, whatever the trees say
+    assert prompts[0].partition(trees.probability(prompts[0].X), threshold) == [0, 1, 0, 2]
+
+
+def test_no_short_rule_is_refused_for_other_backends(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "generations.jsonl").write_text(json.dumps({"id": "p", "prompt": "A?", "generations": ["x"] * 10}) + "\n")
+    assert main(["noveltybench", "--eval-dir", str(run), "--equivalence", "unigram", "--no-short-rule"]) == 2
+    assert "--no-short-rule applies to --equivalence surrogate only, not unigram" in capsys.readouterr().err
+    assert not (run / "v1.1").exists()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from crpo_bench import noveltybench as nb
 from crpo_bench.noveltybench.published import read_published
 
 BIN = Path(sys.executable).parent
@@ -68,6 +69,8 @@ def test_a_v11_folder_gives_the_same_row_as_v10(tmp_path, published_rows):
         assert data["crpo_bench"]["kind"] == "published" and data["crpo_bench"]["baseline"] is True
         assert data["crpo_bench"]["provenance"]["metric_version"] == version
         assert data["crpo_bench"]["card"]["provenance"]["files"]  # the hash of every file read
+        # these six prompts give no verdict on two short texts against the rule
+        assert data["crpo_bench"]["provenance"]["reference_short_rule"] is True
         rows[version] = data["results"]["noveltybench_curated"]
     assert rows["1.0"].keys() == rows["1.1"].keys()  # the v1.1 rows came in another order: sums differ in last bits
     assert {k: v for k, v in rows["1.0"].items() if k != "alias"} == \
@@ -114,3 +117,32 @@ def test_a_v11_partition_without_its_generations_is_named(tmp_path, published_ro
     (folder / "generations.jsonl").write_text("\n".join(lines[1:]) + "\n")
     proc = cli("import", folder, "--model", "m", "--out", tmp_path / "r", "--lm", "none", cwd=tmp_path)
     assert proc.returncode == 2 and "is not in generations.jsonl" in proc.stderr and "v1.1/scores.jsonl:" in proc.stderr
+
+
+def test_partitions_made_before_the_short_text_rule_are_measured_without_it(tmp_path, shared_data):
+    """Gemini's prompts whose reference verdicts on two short texts contradict the rule: the
+    import reads that from the file, records it, and measures `distinct` with the surrogate
+    partitioning as that reference did (the trees decide short texts); the card keeps one
+    judge name, so the row stays comparable with the others."""
+    from crpo_bench.models import minilm_tokenizer
+    from crpo_bench.noveltybench import surrogate as es
+    from crpo_bench.scoring import Scorer, ScoringConfig
+
+    rows = [json.loads(line) for line in (shared_data / GEMINI / "scores.jsonl").read_text().splitlines()]
+    contradicting = [r for r in rows if nb.made_with_short_rule([(r["generations"], r["partition"])]) is False][:3]
+    assert len(contradicting) == 3
+    folder = write_v10(tmp_path / "old", contradicting)
+    proc = cli("import", folder, "--model", "old", "--out", tmp_path / "r", "--lm", "none", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "r" / "old" / "noveltybench_curated.json").read_text())
+    provenance = data["crpo_bench"]["provenance"]
+    assert provenance["reference_short_rule"] is False
+    counts = provenance["reference_short_text_verdicts"]
+    assert 0 < counts["agreeing_with_rule"] < counts["compared"]
+    assert data["crpo_bench"]["card"]["equivalence"] == "surrogate/" + es.packaged_path().name
+    scorer = Scorer(ScoringConfig(embedding_cache=False))
+    texts = [g for r in contradicting for g in r["generations"]]
+    embed = lambda t: scorer.embed(t, "e", 16)  # noqa: E731
+    unruled = es.surrogate_equivalence(texts, embed, minilm_tokenizer(), short_rule=False)
+    expected = np.mean([len(set(nb.partition(r["generations"], unruled))) for r in contradicting])
+    assert data["results"]["noveltybench_curated"]["distinct,samples"] == pytest.approx(expected)
