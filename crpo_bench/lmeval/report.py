@@ -182,9 +182,12 @@ def _noveltybench_per_prompt(items: list, scorer: Scorer, settings: TaskSettings
     rewards = ([r["quality"] for r in scorer.score(answers, prompts=prompts, metrics=["quality"]).rows]
                if settings.reward_model else None)
     degenerate = scorer.config.degenerate
+    by_owner: dict[int, list[int]] = {}  # item -> its answers' indices, found once (not a scan per item)
+    for i, o in enumerate(owner):
+        by_owner.setdefault(o, []).append(i)
     out = {}
     for k, (_, prompt, gens, *_) in enumerate(items):
-        mine = [i for i, o in enumerate(owner) if o == k]
+        mine = by_owner.get(k, [])
         rows = [semantic[i] for i in mine]
         scores = noveltybench.prompt_scores(noveltybench.partition(gens, equivalent), rows,
                                             None if rewards is None else [rewards[i] for i in mine],
