@@ -55,18 +55,10 @@ def _renumbered(labels):
     return [order.setdefault(c, len(order)) for c in labels]
 
 
-def classes(prompts, trees, threshold) -> float:
-    return float(np.mean([max(p.partition(trees.probability(p.X), threshold)) + 1 for p in prompts]))
-
-
-def reference(prompts) -> float:
-    return float(np.mean([max(p.reference) + 1 for p in prompts]))
-
-
 def line(name, prompts, trees, threshold) -> str:
-    ours, ref = classes(prompts, trees, threshold), reference(prompts)
-    ari = np.mean([et.adjusted_rand_index(p.partition(trees.probability(p.X), threshold), p.reference)
-                   for p in prompts])
+    labels = [p.partition(trees.probability(p.X), threshold) for p in prompts]
+    ours, ref = np.mean([max(x) + 1 for x in labels]), np.mean([max(p.reference) + 1 for p in prompts])
+    ari = np.mean([et.adjusted_rand_index(x, p.reference) for x, p in zip(labels, prompts)])
     rule = "with" if prompts[0].short_rule else "without"
     return (f"{name} ({rule} the short-text rule): {ours:.2f} classes against the reference's {ref:.2f} "
             f"({ours / ref - 1:+.1%}), mean ARI {ari:.3f}")

@@ -69,10 +69,7 @@ def run(args: argparse.Namespace) -> int:
     embed = lambda batch: scorer.embed(batch, "embedding generations", config.text_batch_size)  # noqa: E731
     # whether the reported partitions followed the short-text rule, read from their own
     # verdicts: a surrogate judge then does the same, so reported and measured are comparable
-    agreeing = compared = 0
-    for p in published.prompts:
-        a, c = nb.short_rule_agreement(p.generations, nb.canonical(p.partition))
-        agreeing, compared = agreeing + a, compared + c
+    agreeing, compared = nb.short_rule_counts([(p.generations, nb.canonical(p.partition)) for p in published.prompts])
     short_rule = agreeing == compared  # as rules.made_with_short_rule: no such verdict, the rule (today's code)
     judge = nb.make_equivalence(args.equivalence, texts, embed, short_rule=short_rule)
     per_prompt: dict[str, list[float]] = {"distinct_reported": published.classes,

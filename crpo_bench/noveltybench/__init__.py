@@ -14,7 +14,7 @@ from .rules import (ANTHROPIC_MAX_TOKENS, ANTHROPIC_VERSION, BACKENDS, CLASSIFIE
                     REWARD_THRESHOLDS, SHORT_WORDS, UNIGRAM_THRESHOLD, BadGrouping, ClassifierEquivalence,
                     Equivalence, LlmJudge, canonical, embedding_equivalence, generation_scores, judge_message,
                     labels_from_groups, lenient_groups, made_with_short_rule, partition, partition_scores, rating, rouge1_f,
-                    short_rule_agreement, short_rule_then, short_texts_equivalent, shown_order, strict_groups, unigram_equivalence,
+                    short_rule_agreement, short_rule_counts, short_rule_then, short_texts_equivalent, shown_order, strict_groups, unigram_equivalence,
                     utility)
 
 __all__ = ["ANTHROPIC_MAX_TOKENS", "ANTHROPIC_VERSION", "BACKENDS", "CLASSIFIER_ID", "CLASSIFIER_THRESHOLD",
@@ -22,5 +22,5 @@ __all__ = ["ANTHROPIC_MAX_TOKENS", "ANTHROPIC_VERSION", "BACKENDS", "CLASSIFIER_
            "REWARD_THRESHOLDS", "SHORT_WORDS", "UNIGRAM_THRESHOLD", "BadGrouping", "ClassifierEquivalence",
            "Equivalence", "LlmJudge", "canonical", "embedding_equivalence", "generation_scores", "judge_message",
            "labels_from_groups", "lenient_groups", "made_with_short_rule", "make_equivalence", "partition", "partition_scores", "prompt_scores", "rating",
-           "recorded_backend", "rouge1_f", "short_rule_agreement", "short_rule_then", "short_texts_equivalent", "shown_order",
+           "recorded_backend", "rouge1_f", "short_rule_agreement", "short_rule_counts", "short_rule_then", "short_texts_equivalent", "shown_order",
            "strict_groups", "unigram_equivalence", "utility"]

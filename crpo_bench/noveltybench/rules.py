@@ -95,15 +95,21 @@ def short_rule_agreement(generations: Sequence[str], reference: Sequence[int]) -
     return agreeing, compared
 
 
+def short_rule_counts(rows: Sequence[tuple[Sequence[str], Sequence[int]]]) -> tuple[int, int]:
+    """short_rule_agreement summed over prompts ((generations, partition) each)."""
+    agreeing = compared = 0
+    for generations, reference in rows:
+        a, c = short_rule_agreement(generations, reference)
+        agreeing, compared = agreeing + a, compared + c
+    return agreeing, compared
+
+
 def made_with_short_rule(rows: Sequence[tuple[Sequence[str], Sequence[int]]]) -> bool | None:
     """Whether partitions ((generations, partition) per prompt, classes in order of appearance)
     were made by a reference that applies the short-text rule: True when every verdict on two
     short texts follows the rule, False when one does not, None when there is none. The rule
     is exact, so a file made with it never contradicts it."""
-    agreeing = compared = 0
-    for generations, reference in rows:
-        a, c = short_rule_agreement(generations, reference)
-        agreeing, compared = agreeing + a, compared + c
+    agreeing, compared = short_rule_counts(rows)
     return None if compared == 0 else agreeing == compared
 
 
